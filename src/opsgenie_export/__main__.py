@@ -1,0 +1,3 @@
+from opsgenie_export.cli import main
+
+main()
