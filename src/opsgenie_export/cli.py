@@ -1,0 +1,213 @@
+"""Command line: parses options, builds Settings, runs a command, maps its outcome to an exit code.
+
+Exit codes: 0 success · 1 partial (failed kinds or entities, truncation, skipped deletion) ·
+2 usage/configuration error (before any request to Port) · 3 authentication/permission refused ·
+130 SIGINT · 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from opsgenie_export import __version__
+from opsgenie_export.errors import ConfigError, ExportError
+from opsgenie_export.exit_codes import ExitCode
+from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping
+from opsgenie_export.outcome import RunOutcome
+from opsgenie_export.report import (
+    JsonEvents,
+    TextEvents,
+    make_console,
+    redacting,
+    render_summary,
+    write_summary_json,
+)
+from opsgenie_export.settings import Options, Settings, resolve
+from opsgenie_export.sync import Events, RunOptions, run_sync
+from opsgenie_export.transport import StopSignal
+
+HELP = """Mirror an Opsgenie account into Port's software catalog in one run.
+
+Exit codes: 0 everything written · 1 partial (a kind or entities failed, a kind was truncated, a
+deletion was skipped) · 2 usage or configuration error, found before any request to Port ·
+3 Opsgenie or Port refused the credentials (401/403) · 130/143 interrupted by SIGINT/SIGTERM.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Read variables from this file instead of ./.env.")]
+NoEnvFile = Annotated[bool, typer.Option("--no-env-file", help="Do not read any .env file.")]
+MappingOpt = Annotated[
+    Path | None, typer.Option("--mapping", help="Mapping file (default ./mapping.yaml, else the packaged default).")
+]
+BlueprintsOpt = Annotated[
+    Path | None, typer.Option("--blueprints", help="Folder of blueprint JSON files (default ./blueprints).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"opsgenie-export {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Mirror an Opsgenie account into Port's software catalog in one run."""
+
+
+@app.command()
+def sync(
+    mapping: MappingOpt = None,
+    blueprints: BlueprintsOpt = None,
+    region: Annotated[str | None, typer.Option(help="Opsgenie region shortcut: us or eu.")] = None,
+    opsgenie_url: Annotated[str | None, typer.Option(help="Opsgenie API URL (env OPSGENIE_API_URL).")] = None,
+    opsgenie_token: Annotated[
+        str | None, typer.Option(help="Opsgenie API key; prefer the env OPSGENIE_API_TOKEN.", show_default=False)
+    ] = None,
+    port_url: Annotated[str | None, typer.Option(help="Port API URL (env PORT_BASE_URL).")] = None,
+    port_client_id: Annotated[str | None, typer.Option(help="Port client id (env PORT_CLIENT_ID).")] = None,
+    port_client_secret: Annotated[
+        str | None, typer.Option(help="Port client secret; prefer the env PORT_CLIENT_SECRET.", show_default=False)
+    ] = None,
+    initialize_port_resources: Annotated[
+        bool | None,
+        typer.Option(
+            "--initialize-port-resources/--no-initialize-port-resources",
+            help="Create missing blueprints from the blueprints folder (never overwrites).",
+        ),
+    ] = None,
+    env_file: EnvFile = None,
+    no_env_file: NoEnvFile = False,
+    ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for private certificate authorities.")] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Write the run's summary as JSON to this file.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Concurrent requests per API.")] = 4,
+    max_wait: Annotated[
+        float, typer.Option(min=0, help="Total seconds the run may spend waiting on retries and rate limits.")
+    ] = 600.0,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds before one HTTP request times out.")] = 30.0,
+    log_format: Annotated[str, typer.Option(help="Progress and logs on stderr: text or json.")] = "text",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary and errors.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
+) -> None:
+    """Fetch every kind the mapping names, map it with JQ and upsert it into Port."""
+    _check_choice("--log-format", log_format, ("text", "json"))
+    options = Options(
+        opsgenie_token=opsgenie_token,
+        opsgenie_url=opsgenie_url,
+        region=region,
+        port_client_id=port_client_id,
+        port_client_secret=port_client_secret,
+        port_url=port_url,
+        mapping=mapping,
+        blueprints=blueprints,
+        initialize_port_resources=initialize_port_resources,
+        env_file=env_file,
+        no_env_file=no_env_file,
+        ca_bundle=ca_bundle,
+    )
+    color = not no_color and not os.environ.get("NO_COLOR")
+    console = make_console(redacting(sys.stderr, ()), color=color)
+    try:
+        settings = resolve(options)
+        console = make_console(redacting(sys.stderr, settings.secrets), color=color)
+        config, compiled, blueprint_files = _prepare(settings)
+    except ConfigError as exc:
+        _fail(console, exc, ExitCode.CONFIG)
+    run_options = RunOptions(workers=workers, max_wait=max_wait, timeout=timeout, blueprints=blueprint_files)
+    events: Events = (
+        JsonEvents(redacting(sys.stderr, settings.secrets)) if log_format == "json" else TextEvents(console, quiet)
+    )
+    outcome = _run_with_signals(
+        lambda stop: run_sync(settings, config, compiled, run_options, events=events, stop=stop)
+    )
+    _finish(outcome, console, settings, summary_json)
+
+
+def _prepare(settings: Settings) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
+    """Everything that can fail on configuration, checked before any request (exit 2)."""
+    config = load_mapping(settings.mapping_path)
+    compiled = compile_mapping(config)
+    blueprint_files: dict[str, dict[str, Any]] = {}
+    if settings.initialize_port_resources:
+        if not settings.blueprints_dir.is_dir():
+            raise ConfigError(f"--blueprints {settings.blueprints_dir}: folder not found")
+        blueprint_files = load_blueprints(settings.blueprints_dir)
+    return config, compiled, blueprint_files
+
+
+def _run_with_signals(run: Any) -> RunOutcome:
+    """Run with SIGINT/SIGTERM turned into a stop signal that every wait and loop checks."""
+    stop = StopSignal()
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda number, frame: stop.set(number))
+    try:
+        return run(stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _finish(outcome: RunOutcome, console: Any, settings: Settings, summary_json: Path | None) -> None:
+    render_summary(outcome, console)
+    if summary_json:
+        write_summary_json(outcome, summary_json, settings.secrets)
+    raise typer.Exit(int(outcome.exit_code))
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+
+
+def _fail(console: Any, error: ExportError, code: ExitCode) -> None:
+    console.print(f"error: {error}", markup=False, style="red")
+    raise typer.Exit(int(code))
+
+
+@app.command()
+def demo(
+    alerts: Annotated[int, typer.Option(min=0, help="Generated alerts besides the seed data.")] = 120,
+    incidents: Annotated[int, typer.Option(min=0, help="Generated incidents besides the seed data.")] = 12,
+    services: Annotated[int, typer.Option(min=0, help="Generated services besides the seed data.")] = 8,
+    sample: Annotated[int, typer.Option(min=0, help="Entities to show per blueprint.")] = 2,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
+) -> None:
+    """Start the built-in sandbox (emulated Opsgenie and Port on 127.0.0.1) and run a real sync."""
+    from opsgenie_export.sandbox.demo import run_demo
+
+    color = not no_color and not os.environ.get("NO_COLOR")
+    console = make_console(sys.stderr, color=color)
+    outcome, samples = run_demo(alerts=alerts, incidents=incidents, services=services, sample=sample, console=console)
+    render_summary(outcome, console)
+    for blueprint, entities in samples.items():
+        console.print(f"\nPort received ({blueprint}, {len(entities)} of the entities shown):", markup=False)
+        for entity in entities:
+            console.print_json(data=entity)
+    raise typer.Exit(int(outcome.exit_code))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,157 @@
+"""The Opsgenie HTTP layer: one pooled session, GenieKey auth, per-domain pacing, retries.
+
+Policy (docs/opsgenie-api.md §7-8): 429 waits `Retry-After` if present, else
+`X-RateLimit-Period-In-Sec`, with jitter, and slows that domain down; 5xx (not 501), timeouts,
+dropped connections and truncated bodies are retried a bounded number of times with backoff;
+401 is an authentication failure and 402/403 a plan or rights refusal — never retried.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from opsgenie_export import __version__
+from opsgenie_export.errors import ApiError, AuthError, PlanRestrictedError
+from opsgenie_export.transport import RETRYABLE_STATUSES, Pacer, WaitBudget, backoff_delay, jittered
+
+DOMAINS = ("search", "alert", "incident", "configuration", "schedule-oncalls")
+USER_AGENT = f"opsgenie-export/{__version__}"
+
+
+@dataclass
+class OpsgenieStats:
+    requests: Counter[str] = field(default_factory=Counter)  # per domain
+    throttled: Counter[str] = field(default_factory=Counter)  # 429s per domain
+    retries: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def count(self, domain: str, status: int | None) -> None:
+        with self._lock:
+            self.requests[domain] += 1
+            if status == 429:
+                self.throttled[domain] += 1
+
+
+class OpsgenieClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        budget: WaitBudget,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        pool_size: int = 16,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.budget = budget
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.stats = OpsgenieStats()
+        self.pacers = {domain: Pacer(stop=budget.stop) for domain in DOMAINS}
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.verify = ca_bundle or True
+        self._session.headers.update(
+            {"Authorization": f"GenieKey {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def get(self, path: str, params: dict[str, Any] | None = None, *, domain: str) -> dict[str, Any]:
+        """GET a path and return the decoded envelope; raise a typed error when it fails for good."""
+        url = f"{self.base_url}{path}"
+        attempt = 0
+        while True:
+            self.budget.stop.check()
+            self.pacers[domain].acquire()
+            outcome = self._attempt(url, params, domain)
+            if isinstance(outcome, dict):
+                return outcome
+            status, detail, wait_hint = outcome
+            if status == 429:
+                self.pacers[domain].slow_down()
+                delay = jittered(wait_hint or 1.0)
+            elif attempt < self.max_retries:
+                delay = backoff_delay(attempt)
+            else:
+                raise ApiError(f"GET {path} failed after {attempt + 1} attempts: {detail}", status=status)
+            attempt += 1
+            self.stats.retries += 1
+            self.budget.wait(delay, f"Opsgenie GET {path} ({detail})")
+
+    def _attempt(
+        self, url: str, params: dict[str, Any] | None, domain: str
+    ) -> dict[str, Any] | tuple[int | None, str, float | None]:
+        """One request: the envelope, or (status, detail, wait hint) for a retryable failure."""
+        try:
+            response = self._session.get(url, params=params, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.stats.count(domain, None)
+            return None, f"connection failed ({type(exc).__name__})", None
+        self.stats.count(domain, response.status_code)
+        if response.status_code == 200:
+            try:
+                return response.json()
+            except (json.JSONDecodeError, requests.JSONDecodeError):
+                return None, "truncated or invalid JSON body", None
+        if response.status_code in RETRYABLE_STATUSES and response.status_code != 501:
+            return response.status_code, _describe(response), _wait_hint(response)
+        raise _final_error(response, url[len(self.base_url) :], self.base_url)
+
+
+def _wait_hint(response: requests.Response) -> float | None:
+    for header in ("Retry-After", "X-RateLimit-Period-In-Sec"):
+        try:
+            return float(response.headers[header])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _describe(response: requests.Response) -> str:
+    message = ""
+    try:
+        body = response.json()
+        message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    except ValueError:
+        pass
+    request_id = response.headers.get("X-Request-ID")
+    parts = [f"HTTP {response.status_code}"]
+    if message:
+        parts.append(message)
+    if request_id:
+        parts.append(f"requestId {request_id}")
+    return ", ".join(parts)
+
+
+def _final_error(response: requests.Response, path: str, base_url: str) -> ApiError:
+    detail = _describe(response)
+    status = response.status_code
+    request_id = response.headers.get("X-Request-ID")
+    if status == 401:
+        return AuthError(
+            f"Opsgenie refused the API key ({detail}) at {base_url}: check OPSGENIE_API_TOKEN, and the "
+            "region (EU accounts need --region eu or OPSGENIE_API_URL=https://api.eu.opsgenie.com)"
+        )
+    if status == 402 or (status == 403 and path.startswith("/v1/incidents")):
+        return PlanRestrictedError(f"GET {path}: {detail}", status=status, request_id=request_id)
+    if status == 403:
+        return AuthError(
+            f"Opsgenie denied GET {path} ({detail}): the API key needs Read and Configuration access "
+            "rights, and an account-level (not team) key"
+        )
+    return ApiError(f"GET {path}: {detail}", status=status, request_id=request_id)

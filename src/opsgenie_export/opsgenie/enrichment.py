@@ -1,0 +1,277 @@
+"""Enrichment keys (`__team`, `__incidents`, …) computed from lookups built once per run.
+
+Never one request per item: a listing is fetched once and shared by every kind and enrichment
+that needs it; team details once per distinct team; on-calls for all schedules in one call; and
+alert→incident links from one `associated-alert-ids` pass over the incidents. Each key is
+computed only when the mapping mentions it. When a lookup fails, the items that need it fail
+(they are not written), so correct data in Port is never overwritten with blanks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from opsgenie_export.errors import ApiError, ExportError
+from opsgenie_export.opsgenie.client import OpsgenieClient
+from opsgenie_export.opsgenie.source import listing
+
+# Enrichment keys per kind, and the listings (kinds) each key is computed from.
+KEYS_BY_KIND: dict[str, frozenset[str]] = {
+    "service": frozenset({"__team", "__incidents", "__oncalls"}),
+    "incident": frozenset({"__impactedServices"}),
+    "alert": frozenset({"__relatedIncident"}),
+    "team": frozenset({"__members"}),
+    "schedule": frozenset({"__currentOncalls"}),
+    "schedule-oncall": frozenset({"__currentOncalls"}),
+}
+KEY_SOURCES: dict[str, frozenset[str]] = {
+    "__team": frozenset({"team"}),
+    "__members": frozenset({"team"}),
+    "__incidents": frozenset({"incident"}),
+    "__relatedIncident": frozenset({"incident"}),
+    "__impactedServices": frozenset({"service"}),
+    "__oncalls": frozenset({"schedule"}),
+    "__currentOncalls": frozenset({"schedule"}),
+}
+ASSOCIATED_PAGE = 25
+
+
+class EnrichmentUnavailable(ExportError):
+    """A lookup that some items need could not be built; those items fail."""
+
+
+@dataclass
+class SharedListing:
+    items: list[dict[str, Any]]
+    truncated: bool
+    reason: str
+
+
+class _Once:
+    """Single-flight memo: the first caller computes, concurrent callers wait, errors are kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[Any, Future[Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            future = self._futures.get(key)
+            owner = future is None
+            if owner:
+                future = self._futures[key] = Future()
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
+
+class Lookups:
+    """Per-run caches over the Opsgenie API. Thread-safe; everything is fetched on first use."""
+
+    def __init__(self, client: OpsgenieClient, pool: ThreadPoolExecutor) -> None:
+        self.client = client
+        self.pool = pool
+        self._once = _Once()
+
+    # -- shared listings -----------------------------------------------------------------
+    def shared_listing(self, kind: str, query: str = "") -> SharedListing:
+        """One complete listing of a kind (per query), shared by kinds and enrichments."""
+
+        def fetch() -> SharedListing:
+            pages = listing(self.client, kind, query)
+            items = [item for page in pages for item in page]
+            return SharedListing(items, pages.truncated, pages.truncation_reason)
+
+        return self._once.get(("listing", kind, query), fetch)
+
+    def _complete(self, kind: str, key: str) -> list[dict[str, Any]]:
+        try:
+            result = self.shared_listing(kind)
+        except ApiError as exc:
+            raise EnrichmentUnavailable(f"{key} needs the {kind} listing, which failed: {exc}") from exc
+        if result.truncated:
+            raise EnrichmentUnavailable(f"{key} needs the {kind} listing, which is incomplete: {result.reason}")
+        return result.items
+
+    def services_by_id(self) -> dict[str, dict[str, Any]]:
+        return self._once.get(
+            "services_by_id", lambda: {s["id"]: s for s in self._complete("service", "__impactedServices")}
+        )
+
+    def incidents_by_service(self) -> dict[str, list[dict[str, Any]]]:
+        def build() -> dict[str, list[dict[str, Any]]]:
+            index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for incident in self._complete("incident", "__incidents"):
+                for service_id in incident.get("impactedServices") or []:
+                    index[service_id].append(incident)
+            return dict(index)
+
+        return self._once.get("incidents_by_service", build)
+
+    def schedule_by_team(self) -> dict[str, dict[str, Any]]:
+        """The first schedule each team owns (Port's historical `__oncalls` rule)."""
+
+        def build() -> dict[str, dict[str, Any]]:
+            index: dict[str, dict[str, Any]] = {}
+            for schedule in self._complete("schedule", "__oncalls"):
+                team_id = (schedule.get("ownerTeam") or {}).get("id")
+                if team_id and team_id not in index:
+                    index[team_id] = schedule
+            return index
+
+        return self._once.get("schedule_by_team", build)
+
+    # -- per-run detail calls --------------------------------------------------------------
+    def oncalls(self) -> dict[str, dict[str, Any]]:
+        """On-calls of every schedule from one call: schedule id → {_parent, onCallRecipients}."""
+
+        def fetch() -> dict[str, dict[str, Any]]:
+            try:
+                data = self.client.get("/v2/schedules/on-calls", {"flat": "true"}, domain="schedule-oncalls")
+            except ApiError as exc:
+                raise EnrichmentUnavailable(f"on-call lookup failed: {exc}") from exc
+            return {entry["_parent"]["id"]: entry for entry in data.get("data") or []}
+
+        return self._once.get("oncalls", fetch)
+
+    def team(self, team_id: str) -> dict[str, Any]:
+        def fetch() -> dict[str, Any]:
+            try:
+                return self.client.get(f"/v2/teams/{team_id}", None, domain="configuration")["data"]
+            except ApiError as exc:
+                if exc.status == 404:
+                    return {}
+                raise EnrichmentUnavailable(f"team {team_id} lookup failed: {exc}") from exc
+
+        return self._once.get(("team", team_id), fetch)
+
+    def prefetch_teams(self, team_ids: Iterable[str]) -> None:
+        """Fetch the details of these teams concurrently (each once per run)."""
+        futures = [self.pool.submit(self.team, team_id) for team_id in set(team_ids) if team_id]
+        for future in futures:  # a failure stays in the memo; the items that need that team fail
+            with contextlib.suppress(EnrichmentUnavailable):
+                future.result()
+
+    def incident_by_alert(self) -> dict[str, dict[str, Any]]:
+        """alert id → the incident whose associated alerts contain it (one pass over incidents)."""
+
+        def build() -> dict[str, dict[str, Any]]:
+            incidents = self._complete("incident", "__relatedIncident")
+            index: dict[str, dict[str, Any]] = {}
+            futures = [(incident, self.pool.submit(self._associated_alerts, incident["id"])) for incident in incidents]
+            for incident, future in futures:
+                for alert_id in future.result():
+                    index.setdefault(alert_id, incident)
+            return index
+
+        return self._once.get("incident_by_alert", build)
+
+    def _associated_alerts(self, incident_id: str) -> list[str]:
+        alert_ids: list[str] = []
+        offset = 0
+        while True:
+            params = {"offset": offset, "limit": ASSOCIATED_PAGE}
+            try:
+                envelope = self.client.get(
+                    f"/v1/incidents/{incident_id}/associated-alert-ids", params, domain="incident"
+                )
+            except ApiError as exc:
+                raise EnrichmentUnavailable(
+                    f"__relatedIncident: associated alerts of incident {incident_id}: {exc}"
+                ) from exc
+            page = envelope.get("data") or []
+            alert_ids.extend(page)
+            if not page or not (envelope.get("paging") or {}).get("next"):
+                return alert_ids
+            offset += len(page)
+
+
+# -- applying keys to items ----------------------------------------------------------------
+Enricher = Callable[[Lookups, dict[str, Any]], None]
+
+
+def _team(lookups: Lookups, item: dict[str, Any]) -> None:
+    team_id = item.get("teamId")
+    if team_id:
+        item["__team"] = lookups.team(team_id) or None
+
+
+def _incidents(lookups: Lookups, item: dict[str, Any]) -> None:
+    item["__incidents"] = lookups.incidents_by_service().get(item.get("id"), [])
+
+
+def _oncalls(lookups: Lookups, item: dict[str, Any]) -> None:
+    schedule = lookups.schedule_by_team().get(item.get("teamId") or "")
+    if schedule:
+        oncall = lookups.oncalls().get(schedule["id"])
+        if oncall is not None:
+            item["__oncalls"] = oncall
+
+
+def _impacted_services(lookups: Lookups, item: dict[str, Any]) -> None:
+    ids = item.get("impactedServices") or []
+    if ids:
+        by_id = lookups.services_by_id()
+        item["__impactedServices"] = [by_id[i] for i in ids if i in by_id]
+
+
+def _related_incident(lookups: Lookups, item: dict[str, Any]) -> None:
+    incident = lookups.incident_by_alert().get(item.get("id"))
+    if incident is not None:
+        item["__relatedIncident"] = incident
+
+
+def _members(lookups: Lookups, item: dict[str, Any]) -> None:
+    item["__members"] = (lookups.team(item["id"]) or {}).get("members") or []
+
+
+def _current_oncalls(lookups: Lookups, item: dict[str, Any]) -> None:
+    oncall = lookups.oncalls().get(item.get("id"))
+    item["__currentOncalls"] = oncall
+
+
+ENRICHERS: dict[str, Enricher] = {
+    "__team": _team,
+    "__incidents": _incidents,
+    "__oncalls": _oncalls,
+    "__impactedServices": _impacted_services,
+    "__relatedIncident": _related_incident,
+    "__members": _members,
+    "__currentOncalls": _current_oncalls,
+}
+
+
+def keys_for(kind: str, referenced: Iterable[str], include_members: bool = False) -> tuple[str, ...]:
+    """The enrichment keys to compute for a resource: those its mapping mentions, valid for its kind."""
+    wanted = set(referenced) & KEYS_BY_KIND.get(kind, frozenset())
+    if kind == "team" and include_members:
+        wanted.add("__members")
+    return tuple(sorted(wanted))
+
+
+def enrich_page(lookups: Lookups, keys: tuple[str, ...], items: list[dict[str, Any]]) -> list[str | None]:
+    """Add the keys to each item in place; returns, per item, None or why it cannot be enriched."""
+    if "__team" in keys:
+        lookups.prefetch_teams(item.get("teamId") for item in items)
+    if "__members" in keys:
+        lookups.prefetch_teams(item.get("id") for item in items)
+    problems: list[str | None] = []
+    for item in items:
+        problem = None
+        for key in keys:
+            try:
+                ENRICHERS[key](lookups, item)
+            except EnrichmentUnavailable as exc:
+                problem = str(exc)
+                break
+        problems.append(problem)
+    return problems

@@ -1,0 +1,151 @@
+"""Which endpoint serves each kind, and how to list it completely.
+
+Alerts and incidents are listed in ascending `createdAt` windows: page with offset until the next
+page would cross the 20,000 offset ceiling, then open a new window at the last `createdAt` seen
+(`createdAt>=T`) and skip the items already delivered at exactly T. Every item comes out once,
+items created during the run arrive at the end, and the request count stays at the floor
+(one page per 100 items). Kinds without a time filter (services, users) are marked truncated
+when they reach the ceiling — never silently cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsgenie_export.opsgenie.client import OpsgenieClient
+from opsgenie_export.opsgenie.query import iso_to_ms
+
+PAGE_SIZE = 100
+OFFSET_CEILING = 20_000
+
+
+@dataclass(frozen=True)
+class KindEndpoint:
+    path: str
+    domain: str
+    style: str  # "windowed" (createdAt keyset), "paged" (offset), "single" (one response)
+    params: tuple[tuple[str, str], ...] = ()
+
+
+ENDPOINTS: dict[str, KindEndpoint] = {
+    "alert": KindEndpoint("/v2/alerts", "search", "windowed"),
+    "incident": KindEndpoint("/v1/incidents", "incident", "windowed"),
+    "service": KindEndpoint("/v1/services", "configuration", "paged"),
+    "user": KindEndpoint("/v2/users", "search", "paged"),
+    "team": KindEndpoint("/v2/teams", "configuration", "single"),
+    "schedule": KindEndpoint("/v2/schedules", "configuration", "single", (("expand", "rotation"),)),
+    "escalation": KindEndpoint("/v2/escalations", "configuration", "single"),
+}
+# schedule-oncall items are schedules (with on-calls added by enrichment): same listing.
+ENDPOINTS["schedule-oncall"] = ENDPOINTS["schedule"]
+
+
+@dataclass
+class Listing:
+    """Pages of one kind. Iterate it; afterwards `truncated` says whether the API stopped short."""
+
+    client: OpsgenieClient
+    endpoint: KindEndpoint
+    query: str = ""
+    truncated: bool = False
+    truncation_reason: str = ""
+    pages: int = 0
+    _started: bool = field(default=False, repr=False)
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        if self._started:
+            raise RuntimeError("a Listing can be iterated once")
+        self._started = True
+        style = self.endpoint.style
+        if style == "windowed":
+            yield from self._windowed()
+        elif style == "paged":
+            yield from self._paged()
+        else:
+            yield self._get(dict(self.endpoint.params))["data"] or []
+
+    def _get(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.pages += 1
+        return self.client.get(self.endpoint.path, params, domain=self.endpoint.domain)
+
+    def _paged(self) -> Iterator[list[dict[str, Any]]]:
+        offset = 0
+        params: dict[str, Any] = dict(self.endpoint.params)
+        if self.query:
+            params["query"] = self.query
+        while True:
+            if offset + PAGE_SIZE > OFFSET_CEILING:
+                self._truncate(f"more than {OFFSET_CEILING} items; the API cannot page past its offset ceiling")
+                return
+            envelope = self._get({**params, "offset": offset, "limit": PAGE_SIZE})
+            items = envelope.get("data") or []
+            if items:
+                yield items
+            if not items or not (envelope.get("paging") or {}).get("next"):
+                return
+            offset += len(items)
+
+    def _windowed(self) -> Iterator[list[dict[str, Any]]]:
+        cursor, delivered = 0, set[str]()  # window = createdAt >= cursor (epoch ms), ascending
+        while True:
+            last_ms, ids_at_last, reached_ceiling = yield from self._window(cursor, delivered)
+            if not reached_ceiling:
+                return
+            if last_ms == cursor:
+                self._truncate(f"more than {OFFSET_CEILING} items share createdAt {cursor} ms")
+                return
+            cursor, delivered = last_ms, ids_at_last
+
+    def _window(
+        self, cursor: int, already: set[str]
+    ) -> Generator[list[dict[str, Any]], None, tuple[int, set[str], bool]]:
+        """Yield the pages of one window; return (last createdAt ms, ids at it, hit the ceiling)."""
+        query = _and(self.query, f"createdAt>={cursor}")
+        offset = 0
+        last_ms, ids_at_last = cursor, set(already)
+        while True:
+            if offset + PAGE_SIZE > OFFSET_CEILING:
+                return last_ms, ids_at_last, True
+            params = {"query": query, "offset": offset, "limit": PAGE_SIZE, "sort": "createdAt", "order": "asc"}
+            envelope = self._get(params)
+            items = envelope.get("data") or []
+            fresh = []
+            for item in items:
+                created = created_ms(item)
+                if created == cursor and item.get("id") in already:
+                    continue
+                if created != last_ms:
+                    last_ms, ids_at_last = created, set()
+                ids_at_last.add(item.get("id"))
+                fresh.append(item)
+            if fresh:
+                yield fresh
+            if not items or not (envelope.get("paging") or {}).get("next"):
+                return last_ms, ids_at_last, False
+            offset += len(items)
+
+    def _truncate(self, reason: str) -> None:
+        self.truncated = True
+        self.truncation_reason = reason
+
+
+def created_ms(item: dict[str, Any]) -> int:
+    """An item's createdAt as epoch milliseconds (ISO string or number)."""
+    value = item.get("createdAt")
+    if isinstance(value, int | float):
+        return int(value)
+    if not isinstance(value, str):
+        return 0
+    return iso_to_ms(value)
+
+
+def _and(left: str, right: str) -> str:
+    if not left:
+        return right
+    return f"({left}) AND {right}"
+
+
+def listing(client: OpsgenieClient, kind: str, query: str = "") -> Listing:
+    return Listing(client, ENDPOINTS[kind], query)

@@ -1,0 +1,138 @@
+"""The run's accounting as values, and the one function that turns it into an exit code.
+
+Every fetched item ends in exactly one bucket of its resource: upserted, unchanged, filtered
+(by the selector) or failed (with a reason).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from opsgenie_export.errors import AuthError, ConfigError, ExportError, Interrupted
+from opsgenie_export.exit_codes import ExitCode
+
+MAX_SAMPLES = 20  # failure messages kept per resource/blueprint; counts are always complete
+
+
+@dataclass
+class ResourceStats:
+    index: int
+    kind: str
+    blueprints: list[str] = field(default_factory=list)
+    status: str = "pending"  # ok | failed | truncated
+    reason: str = ""
+    fetched: int = 0
+    filtered: int = 0
+    upserted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    entities: int = 0  # entities produced by mapping (itemsToParse may make several per item)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        return f"resources[{self.index}] {self.kind}"
+
+    def add(self, bucket: str, count: int = 1, error: str | None = None) -> None:
+        with self._lock:
+            setattr(self, bucket, getattr(self, bucket) + count)
+            if error and len(self.errors) < MAX_SAMPLES:
+                self.errors.append(error)
+
+    @property
+    def settled(self) -> int:
+        return self.filtered + self.upserted + self.unchanged + self.failed
+
+
+@dataclass
+class BlueprintStats:
+    blueprint: str
+    upserted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    existing: int = 0
+    stale: int = 0
+    deleted: int = 0
+    deletion: str = "not run"  # done | skipped: <reason> | off | dry-run | not run
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, bucket: str, count: int = 1, error: str | None = None) -> None:
+        with self._lock:
+            setattr(self, bucket, getattr(self, bucket) + count)
+            if error and len(self.errors) < MAX_SAMPLES:
+                self.errors.append(error)
+
+    @property
+    def deletion_skipped(self) -> bool:
+        return self.deletion.startswith("skipped")
+
+
+@dataclass
+class RunOutcome:
+    resources: list[ResourceStats] = field(default_factory=list)
+    blueprints: dict[str, BlueprintStats] = field(default_factory=dict)
+    fatal: ExportError | None = None
+    no_delete: bool = False
+    dry_run: bool = False
+    seconds: float = 0.0
+    requests: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def blueprint(self, name: str) -> BlueprintStats:
+        if name not in self.blueprints:
+            self.blueprints[name] = BlueprintStats(name)
+        return self.blueprints[name]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exitCode": int(self.exit_code),
+            "result": result_word(self),
+            "fatal": str(self.fatal) if self.fatal else None,
+            "seconds": round(self.seconds, 3),
+            "dryRun": self.dry_run,
+            "resources": [_public(asdict(r)) | {"label": r.label} for r in self.resources],
+            "blueprints": [_public(asdict(b)) for b in self.blueprints.values()],
+            "requests": self.requests,
+            **({"plan": self.plan} if self.plan else {}),
+        }
+
+
+def _public(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def exit_code_for(outcome: RunOutcome) -> ExitCode:
+    """The single place that decides the exit code (README "Exit codes")."""
+    fatal = outcome.fatal
+    if isinstance(fatal, Interrupted):
+        return ExitCode.TERMINATED if fatal.signal_number == 15 else ExitCode.INTERRUPTED
+    if isinstance(fatal, ConfigError):
+        return ExitCode.CONFIG
+    if isinstance(fatal, AuthError):
+        return ExitCode.AUTH
+    if fatal is not None:
+        return ExitCode.PARTIAL
+    if any(r.status != "ok" or r.failed for r in outcome.resources):
+        return ExitCode.PARTIAL
+    if any(b.failed for b in outcome.blueprints.values()):
+        return ExitCode.PARTIAL
+    if not outcome.no_delete and any(b.deletion_skipped for b in outcome.blueprints.values()):
+        return ExitCode.PARTIAL
+    return ExitCode.OK
+
+
+def result_word(outcome: RunOutcome) -> str:
+    code = outcome.exit_code
+    return {ExitCode.OK: "success", ExitCode.PARTIAL: "partial"}.get(code, "failed")

@@ -1,0 +1,314 @@
+"""The Port HTTP layer: token lifecycle, bulk upsert, paged search, bulk delete, blueprints.
+
+Policy (docs/port-api.md §3, §11, §12): the token is cached and refreshed five minutes before it
+expires and once on a 401; a 401 from the token route is bad credentials (never retried). 429
+honours `Retry-After`, then `x-ratelimit-reset` (an epoch time when large); 408 and 5xx,
+timeouts, dropped connections and truncated bodies are retried with backoff; 400/403/404/413/422
+are final.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from opsgenie_export import __version__
+from opsgenie_export.errors import ApiError, AuthError
+from opsgenie_export.transport import RETRYABLE_STATUSES, WaitBudget, backoff_delay, jittered
+
+USER_AGENT = f"opsgenie-export/{__version__}"
+REFRESH_MARGIN = 300.0  # seconds before expiry
+MAX_BULK_ENTITIES = 20
+MAX_BODY_BYTES = 1_048_576
+MAX_DELETE_BATCH = 100
+SEARCH_PAGE = 1000
+
+
+@dataclass
+class EntityError:
+    identifier: str
+    status: int | None
+    error: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.identifier}: {self.status or ''} {self.error}: {self.message}".replace("  ", " ")
+
+
+@dataclass
+class BulkResult:
+    written: list[str] = field(default_factory=list)  # identifiers, by request index
+    failed: dict[int, EntityError] = field(default_factory=dict)  # request index → error
+
+
+@dataclass
+class PortStats:
+    requests: Counter[str] = field(default_factory=Counter)  # per route kind
+    throttled: int = 0
+    retries: int = 0
+    token_requests: int = 0
+
+
+class PortClient:
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        budget: WaitBudget,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        pool_size: int = 16,
+        ca_bundle: str | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = {"clientId": client_id, "clientSecret": client_secret}
+        self.budget = budget
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.stats = PortStats()
+        self._clock = clock
+        self._token: str | None = None
+        self._token_deadline = 0.0
+        self._token_lock = threading.Lock()
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.verify = ca_bundle or True
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- token -------------------------------------------------------------------------------
+    def authenticate(self) -> None:
+        """Get a token now (fails fast on bad credentials, before any Opsgenie work)."""
+        self._bearer(force=True)
+
+    def _bearer(self, force: bool = False, rejected: str | None = None) -> str:
+        with self._token_lock:
+            stale = self._token is None or self._clock() >= self._token_deadline
+            if force or stale or (rejected is not None and rejected == self._token):
+                self._token, lifetime = self._request_token()
+                self._token_deadline = self._clock() + max(0.0, lifetime - REFRESH_MARGIN)
+            return self._token
+
+    def _request_token(self) -> tuple[str, float]:
+        self.stats.token_requests += 1
+        response = self._send("POST", "/v1/auth/access_token", json_body=self._credentials, authorised=False)
+        body = response.json()
+        return body["accessToken"], float(body.get("expiresIn", 10800))
+
+    # -- core request loop -------------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        authorised: bool = True,
+        accept: tuple[int, ...] = (200, 201),
+    ) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        if data is None and json_body is not None:
+            data = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
+        attempt, refreshed = 0, False
+        while True:
+            self.budget.stop.check()
+            headers = {"Content-Type": "application/json"}
+            token = None
+            if authorised:
+                token = self._bearer()
+                headers["Authorization"] = f"Bearer {token}"
+            self.stats.requests[_route_kind(method, path)] += 1
+            try:
+                response = self._session.request(
+                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                detail, wait_hint = f"connection failed ({type(exc).__name__})", None
+            else:
+                status = response.status_code
+                if status in accept:
+                    if _valid_json(response):
+                        return response
+                    detail, wait_hint = "truncated or invalid JSON body", None
+                elif status == 401 and authorised and not refreshed:
+                    self._bearer(rejected=token)
+                    refreshed = True
+                    continue
+                elif status in RETRYABLE_STATUSES:
+                    detail, wait_hint = _describe(response), _wait_hint(response)
+                    if status == 429:
+                        self.stats.throttled += 1
+                else:
+                    raise _final_error(method, path, response, authorised)
+            if wait_hint is None and attempt >= self.max_retries:
+                raise ApiError(f"Port {method} {path} failed after {attempt + 1} attempts: {detail}")
+            delay = jittered(wait_hint) if wait_hint is not None else backoff_delay(attempt)
+            attempt += 1
+            self.stats.retries += 1
+            self.budget.wait(delay, f"Port {method} {path} ({detail})")
+
+    # -- blueprints --------------------------------------------------------------------------
+    def get_blueprint(self, identifier: str) -> dict[str, Any] | None:
+        try:
+            return self._send("GET", f"/v1/blueprints/{identifier}").json()["blueprint"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_blueprint(self, blueprint: dict[str, Any]) -> None:
+        self._send("POST", "/v1/blueprints", json_body=blueprint)
+
+    def patch_blueprint(self, identifier: str, changes: dict[str, Any]) -> None:
+        self._send("PATCH", f"/v1/blueprints/{identifier}", json_body=changes)
+
+    # -- entities ----------------------------------------------------------------------------
+    def bulk_upsert(
+        self, blueprint: str, entities: list[dict[str, Any]], *, merge: bool, create_missing: bool
+    ) -> BulkResult:
+        """One bulk request (≤20 entities, ≤1 MiB); per-entity outcomes read from 200/207."""
+        params = _flags(upsert=True, merge=merge, create_missing_related_entities=create_missing)
+        response = self._send(
+            "POST",
+            f"/v1/blueprints/{blueprint}/entities/bulk",
+            params=params,
+            json_body={"entities": entities},
+            accept=(200, 207),
+        )
+        body = response.json()
+        result = BulkResult()
+        for entry in body.get("errors") or []:
+            index = entry.get("index")
+            if isinstance(index, int):
+                result.failed[index] = EntityError(
+                    str(entry.get("identifier")),
+                    entry.get("statusCode"),
+                    str(entry.get("error", "")),
+                    str(entry.get("message", "")),
+                )
+        written = {e.get("index"): e.get("identifier") for e in body.get("entities") or []}
+        for index, entity in enumerate(entities):
+            if index in written:
+                result.written.append(str(written[index]))
+            elif index not in result.failed:
+                result.failed[index] = EntityError(
+                    str(entity.get("identifier")),
+                    response.status_code,
+                    "missing_result",
+                    "Port returned no result for this entity",
+                )
+        return result
+
+    def upsert(self, blueprint: str, entity: dict[str, Any], *, merge: bool, create_missing: bool) -> None:
+        params = _flags(upsert=True, merge=merge, create_missing_related_entities=create_missing)
+        self._send("POST", f"/v1/blueprints/{blueprint}/entities", params=params, json_body=entity)
+
+    def search(self, blueprint: str, include: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every entity of a blueprint, paged (1000 per page)."""
+        body: dict[str, Any] = {"query": {"combinator": "and", "rules": []}, "limit": SEARCH_PAGE}
+        if include:
+            body["include"] = include
+        while True:
+            page = self._send("POST", f"/v1/blueprints/{blueprint}/entities/search", json_body=body).json()
+            yield from page.get("entities") or []
+            cursor = page.get("next")
+            if not cursor:
+                return
+            body["from"] = cursor
+
+    def bulk_delete(self, blueprint: str, identifiers: list[str], *, delete_dependents: bool) -> list[str]:
+        params = _flags(delete_dependents=delete_dependents)
+        body = self._send(
+            "POST",
+            f"/v1/blueprints/{blueprint}/bulk/entities/delete",
+            params=params,
+            json_body={"entities": identifiers},
+        ).json()
+        return list(body.get("deletedEntities") or identifiers)
+
+
+def _flags(**flags: bool) -> dict[str, str]:
+    return {name: "true" if value else "false" for name, value in flags.items()}
+
+
+def _route_kind(method: str, path: str) -> str:
+    if path.endswith("/entities/bulk"):
+        return "bulk_upsert"
+    if path.endswith("/bulk/entities/delete"):
+        return "bulk_delete"
+    if path.endswith("/entities/search"):
+        return "search"
+    if path.endswith("/access_token"):
+        return "token"
+    if "/entities" in path:
+        return "entity"
+    return "blueprint"
+
+
+def _valid_json(response: requests.Response) -> bool:
+    if not response.content:
+        return True
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
+
+
+def _wait_hint(response: requests.Response) -> float | None:
+    """Seconds to wait from Retry-After or x-ratelimit-reset (an epoch time when > 10,000)."""
+    for header in ("Retry-After", "x-ratelimit-reset"):
+        raw = response.headers.get(header)
+        try:
+            value = float(raw) if raw else None
+        except ValueError:
+            continue
+        if value is None:
+            continue
+        if value > 10_000:
+            value = value - time.time()
+        return max(0.0, min(value, 300.0))
+    return None
+
+
+def _describe(response: requests.Response) -> str:
+    parts = [f"HTTP {response.status_code}"]
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        parts.extend(str(body[key]) for key in ("error", "message") if body.get(key))
+    trace = response.headers.get("X-Trace-Id")
+    if trace:
+        parts.append(f"trace {trace}")
+    return ", ".join(parts)
+
+
+def _final_error(method: str, path: str, response: requests.Response, authorised: bool) -> ApiError:
+    detail = _describe(response)
+    status = response.status_code
+    if not authorised and status in (401, 403, 422):
+        return AuthError(
+            f"Port refused the client credentials ({detail}): check PORT_CLIENT_ID and PORT_CLIENT_SECRET, "
+            "and PORT_BASE_URL for the region"
+        )
+    if status in (401, 403):
+        return AuthError(f"Port denied {method} {path} ({detail}): the credentials lack the rights for it")
+    return ApiError(f"Port {method} {path}: {detail}", status=status)

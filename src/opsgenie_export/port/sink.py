@@ -1,0 +1,182 @@
+"""Batches entities per blueprint (≤20 entities, ≤1 MiB per request) and writes them on a bounded
+pool of workers. Each entity carries a ticket that settles its source item's bucket once every
+entity of that item has been written or has failed.
+
+Memory stays flat: at most `max_in_flight` batches wait for a worker; `add` blocks beyond that.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsgenie_export.errors import ApiError, AuthError, ExportError
+from opsgenie_export.outcome import BlueprintStats, ResourceStats
+from opsgenie_export.port.client import MAX_BODY_BYTES, MAX_BULK_ENTITIES, EntityError, PortClient
+
+BODY_OVERHEAD = 64  # bytes of '{"entities":[...]}' around the entities
+
+
+class ItemTicket:
+    """One source item: settles as upserted, or failed if any of its entities fails."""
+
+    __slots__ = ("_lock", "errors", "pending", "resource")
+
+    def __init__(self, resource: ResourceStats, pending: int) -> None:
+        self.resource = resource
+        self.pending = pending
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def settle(self, error: str | None = None) -> None:
+        with self._lock:
+            if error:
+                self.errors.append(error)
+            self.pending -= 1
+            done = self.pending == 0
+        if done:
+            if self.errors:
+                self.resource.add("failed", error=self.errors[0])
+            else:
+                self.resource.add("upserted")
+
+
+@dataclass
+class _Pending:
+    entity: dict[str, Any]
+    size: int
+    ticket: ItemTicket
+
+
+@dataclass
+class _Batch:
+    blueprint: str
+    items: list[_Pending] = field(default_factory=list)
+    size: int = BODY_OVERHEAD
+
+
+class EntitySink:
+    def __init__(
+        self,
+        client: PortClient,
+        stats_for: Callable[[str], BlueprintStats],
+        *,
+        merge: bool,
+        create_missing: bool,
+        workers: int = 4,
+        on_written: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.stats_for = stats_for
+        self.merge = merge
+        self.create_missing = create_missing
+        self.on_written = on_written
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="port-write")
+        self._slots = threading.BoundedSemaphore(workers * 2)
+        self._open: dict[str, _Batch] = {}
+        self._futures: list[Future[None]] = []
+        self._fatal: ExportError | None = None
+
+    def add(self, blueprint: str, entity: dict[str, Any], ticket: ItemTicket) -> None:
+        self.raise_if_fatal()
+        size = len(json.dumps(entity, separators=(",", ":")).encode("utf-8")) + 1
+        if size + BODY_OVERHEAD > MAX_BODY_BYTES:
+            self._fail(blueprint, ticket, entity, "entity is larger than Port's 1 MiB request limit")
+            return
+        batch = self._open.setdefault(blueprint, _Batch(blueprint))
+        if len(batch.items) >= MAX_BULK_ENTITIES or batch.size + size > MAX_BODY_BYTES:
+            self._submit(batch)
+            batch = self._open[blueprint] = _Batch(blueprint)
+        batch.items.append(_Pending(entity, size, ticket))
+        batch.size += size
+
+    def close(self) -> None:
+        """Write what is left and wait for every worker; re-raise a fatal error."""
+        for batch in list(self._open.values()):
+            if batch.items:
+                self._submit(batch)
+        self._open.clear()
+        for future in self._futures:
+            future.result()
+        self._futures.clear()
+        self._pool.shutdown(wait=True)
+        self.raise_if_fatal()
+
+    def abort(self) -> None:
+        self._open.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    # -- workers -----------------------------------------------------------------------------
+    def _submit(self, batch: _Batch) -> None:
+        self._slots.acquire()
+        future = self._pool.submit(self._write_batch, batch)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._futures = [f for f in self._futures if not f.done()]
+        self._futures.append(future)
+
+    def _write_batch(self, batch: _Batch) -> None:
+        if self._fatal is not None:
+            self._fail_all(batch, "not written: the run stopped on an earlier fatal error")
+            return
+        entities = [p.entity for p in batch.items]
+        try:
+            result = self.client.bulk_upsert(
+                batch.blueprint, entities, merge=self.merge, create_missing=self.create_missing
+            )
+        except ApiError as exc:
+            if exc.status == 413:
+                self._write_one_by_one(batch)
+                return
+            self._remember_fatal(exc)
+            self._fail_all(batch, f"bulk upsert failed: {exc}")
+            return
+        for index, pending in enumerate(batch.items):
+            error = result.failed.get(index)
+            self._settle(batch.blueprint, pending, error)
+
+    def _write_one_by_one(self, batch: _Batch) -> None:
+        for pending in batch.items:
+            try:
+                self.client.upsert(
+                    batch.blueprint, pending.entity, merge=self.merge, create_missing=self.create_missing
+                )
+            except ApiError as exc:
+                self._remember_fatal(exc)
+                identifier = str(pending.entity.get("identifier"))
+                self._settle(batch.blueprint, pending, EntityError(identifier, exc.status, "upsert_failed", str(exc)))
+            else:
+                self._settle(batch.blueprint, pending, None)
+
+    def _settle(self, blueprint: str, pending: _Pending, error: EntityError | None) -> None:
+        stats = self.stats_for(blueprint)
+        if error is None:
+            stats.add("upserted")
+            pending.ticket.settle()
+            if self.on_written:
+                self.on_written(blueprint, str(pending.entity.get("identifier")))
+            return
+        message = f"{blueprint} {error}"
+        stats.add("failed", error=message)
+        pending.ticket.settle(message)
+
+    def _fail(self, blueprint: str, ticket: ItemTicket, entity: dict[str, Any], reason: str) -> None:
+        message = f"{blueprint} {entity.get('identifier')}: {reason}"
+        self.stats_for(blueprint).add("failed", error=message)
+        ticket.settle(message)
+
+    def _fail_all(self, batch: _Batch, reason: str) -> None:
+        for pending in batch.items:
+            self._fail(batch.blueprint, pending.ticket, pending.entity, reason)
+
+    def _remember_fatal(self, exc: ApiError) -> None:
+        """Bad credentials, or Port unreachable after retries, stop the run (quickly)."""
+        if (isinstance(exc, AuthError) or exc.status is None) and self._fatal is None:
+            self._fatal = exc

@@ -1,0 +1,214 @@
+"""Where every value comes from: command-line options > environment > `.env` file > defaults.
+
+Accepted names are the ones users of Port's integration already have (docs/ocean-compatibility.md
+§7) next to the plain `OPSGENIE_*` / `PORT_*` names. `Settings.sources` records which name each
+value came from so `--show-config` can explain a run without ever printing a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from opsgenie_export.errors import ConfigError
+
+OPSGENIE_TOKEN_NAMES = ("OPSGENIE_API_TOKEN", "OPSGENIE_API_KEY", "OCEAN__INTEGRATION__CONFIG__API_TOKEN")
+OPSGENIE_URL_NAMES = ("OPSGENIE_API_URL", "OCEAN__INTEGRATION__CONFIG__API_URL")
+PORT_CLIENT_ID_NAMES = ("PORT_CLIENT_ID", "OCEAN__PORT__CLIENT_ID")
+PORT_CLIENT_SECRET_NAMES = ("PORT_CLIENT_SECRET", "OCEAN__PORT__CLIENT_SECRET")
+PORT_URL_NAMES = ("PORT_BASE_URL", "PORT_API_URL", "OCEAN__PORT__BASE_URL")
+INITIALIZE_NAMES = ("OCEAN__INITIALIZE_PORT_RESOURCES",)
+
+OPSGENIE_REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
+DEFAULT_PORT_URL = "https://api.getport.io"
+PACKAGE_DEFAULTS = Path(__file__).parent / "defaults"
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line said; None means 'not given'."""
+
+    opsgenie_token: str | None = None
+    opsgenie_url: str | None = None
+    region: str | None = None
+    port_client_id: str | None = None
+    port_client_secret: str | None = None
+    port_url: str | None = None
+    mapping: Path | None = None
+    blueprints: Path | None = None
+    initialize_port_resources: bool | None = None
+    env_file: Path | None = None
+    no_env_file: bool = False
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    opsgenie_token: str
+    opsgenie_url: str
+    port_client_id: str
+    port_client_secret: str
+    port_url: str
+    mapping_path: Path
+    blueprints_dir: Path
+    initialize_port_resources: bool
+    ca_bundle: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in any output."""
+        return tuple(s for s in (self.opsgenie_token, self.port_client_secret) if s)
+
+    def describe(self) -> dict[str, str]:
+        """Every setting with its source; secrets masked."""
+        shown = {
+            "opsgenie_token": mask(self.opsgenie_token),
+            "opsgenie_url": self.opsgenie_url,
+            "port_client_id": self.port_client_id,
+            "port_client_secret": mask(self.port_client_secret),
+            "port_url": self.port_url,
+            "mapping": str(self.mapping_path),
+            "blueprints": str(self.blueprints_dir),
+            "initialize_port_resources": str(self.initialize_port_resources).lower(),
+        }
+        return {key: f"{value}  ({self.sources.get(key, 'default')})" for key, value in shown.items()}
+
+
+def mask(secret: str | None) -> str:
+    """A masked form that tells whether a secret is set without revealing any of it."""
+    return f"****({len(secret)} chars)" if secret else "(not set)"
+
+
+def load_environment(options: Options, environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """Name -> (value, origin) from the process environment over the `.env` file.
+
+    The `.env` file is read without modifying os.environ; origin is 'env' or '.env'.
+    """
+    values = {k: (v, "env") for k, v in (os.environ if environ is None else environ).items()}
+    if options.no_env_file:
+        return values
+    path = options.env_file or Path(".env")
+    if options.env_file and not path.is_file():
+        raise ConfigError(f"--env-file {path}: file not found; pass an existing file or --no-env-file")
+    if not path.is_file():
+        return values
+    from_file = {k: (v, ".env") for k, v in dotenv_values(path).items() if v is not None}
+    return {**from_file, **values}
+
+
+def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_credentials: bool = True) -> Settings:
+    """Merge options, environment, `.env` and defaults; raise ConfigError naming what to fix."""
+    env = load_environment(options, environ)
+    sources: dict[str, str] = {}
+
+    def pick(key: str, option_value: str | None, names: tuple[str, ...], flag: str) -> str | None:
+        if option_value:
+            sources[key] = f"option {flag}"
+            return option_value
+        for name in names:
+            value, origin = env.get(name, ("", ""))
+            if value:
+                sources[key] = f"{origin} {name}"
+                return value
+        return None
+
+    token = pick("opsgenie_token", options.opsgenie_token, OPSGENIE_TOKEN_NAMES, "--opsgenie-token")
+    opsgenie_url = _opsgenie_url(options, pick, sources)
+    client_id = pick("port_client_id", options.port_client_id, PORT_CLIENT_ID_NAMES, "--port-client-id")
+    secret = pick("port_client_secret", options.port_client_secret, PORT_CLIENT_SECRET_NAMES, "--port-client-secret")
+    port_url = pick("port_url", options.port_url, PORT_URL_NAMES, "--port-url") or DEFAULT_PORT_URL
+    initialize = _initialize_flag(options, pick)
+
+    if need_credentials:
+        _require(token, "Opsgenie API token", OPSGENIE_TOKEN_NAMES, "--opsgenie-token")
+        _require(client_id, "Port client id", PORT_CLIENT_ID_NAMES, "--port-client-id")
+        _require(secret, "Port client secret", PORT_CLIENT_SECRET_NAMES, "--port-client-secret")
+
+    mapping_path, mapping_source = _mapping_path(options)
+    sources["mapping"] = mapping_source
+    blueprints_dir = options.blueprints or _default_blueprints_dir()
+    if options.ca_bundle and not options.ca_bundle.is_file():
+        raise ConfigError(f"--ca-bundle {options.ca_bundle}: file not found")
+    return Settings(
+        opsgenie_token=token or "",
+        opsgenie_url=normalise_url(opsgenie_url, "Opsgenie API URL"),
+        port_client_id=client_id or "",
+        port_client_secret=secret or "",
+        port_url=normalise_port_url(port_url),
+        mapping_path=mapping_path,
+        blueprints_dir=blueprints_dir,
+        initialize_port_resources=initialize,
+        ca_bundle=options.ca_bundle,
+        sources=sources,
+    )
+
+
+def _opsgenie_url(options: Options, pick, sources: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    if options.region:
+        region = options.region.lower()
+        if region not in OPSGENIE_REGIONS:
+            raise ConfigError(f"--region {options.region!r}: unknown region; use 'us' or 'eu', or --opsgenie-url URL")
+        if options.opsgenie_url:
+            raise ConfigError("--region and --opsgenie-url both given; use one of them")
+        sources["opsgenie_url"] = f"option --region {region}"
+        return OPSGENIE_REGIONS[region]
+    return pick("opsgenie_url", options.opsgenie_url, OPSGENIE_URL_NAMES, "--opsgenie-url") or OPSGENIE_REGIONS["us"]
+
+
+def _initialize_flag(options: Options, pick) -> bool:  # type: ignore[no-untyped-def]
+    if options.initialize_port_resources is not None:
+        return options.initialize_port_resources
+    raw = pick("initialize_port_resources", None, INITIALIZE_NAMES, "")
+    if raw is None:
+        return False
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"OCEAN__INITIALIZE_PORT_RESOURCES={raw!r}: expected true or false")
+
+
+def _require(value: str | None, what: str, names: tuple[str, ...], flag: str) -> None:
+    if not value:
+        raise ConfigError(f"missing {what}: set {' or '.join(names)} (environment or .env), or pass {flag}")
+
+
+def _mapping_path(options: Options) -> tuple[Path, str]:
+    if options.mapping:
+        if not options.mapping.is_file():
+            raise ConfigError(f"--mapping {options.mapping}: file not found")
+        return options.mapping, "option --mapping"
+    local = Path("mapping.yaml")
+    if local.is_file():
+        return local, "./mapping.yaml"
+    return PACKAGE_DEFAULTS / "mapping.yaml", "packaged default"
+
+
+def _default_blueprints_dir() -> Path:
+    local = Path("blueprints")
+    return local if local.is_dir() else PACKAGE_DEFAULTS / "blueprints"
+
+
+def normalise_url(url: str, what: str) -> str:
+    """Strip whitespace and trailing slashes; insist on an http(s) URL with a host."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{what} {url!r} is not an http(s) URL")
+    return url
+
+
+def normalise_port_url(url: str) -> str:
+    """Port tools disagree on whether the base URL includes `/v1`: accept both."""
+    url = normalise_url(url, "Port API URL")
+    return url[: -len("/v1")] if url.endswith("/v1") else url

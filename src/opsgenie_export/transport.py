@@ -1,0 +1,118 @@
+"""What both HTTP clients share: backoff with jitter, a run-wide wait budget, a pacer, and a
+stop signal that interrupts every wait at once (SIGINT/SIGTERM).
+
+Each API keeps its own retry policy in its own client; only these mechanics are common.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from opsgenie_export.errors import Interrupted, WaitBudgetExceeded
+
+# Statuses and exceptions worth another try; everything else fails at once.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class StopSignal:
+    """Set once by a signal handler; every wait in the run wakes up and raises Interrupted."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_number: int | None = None
+
+    def set(self, signal_number: int) -> None:
+        self.signal_number = signal_number
+        self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self.signal_number is not None:
+            raise Interrupted(self.signal_number)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._event.wait(seconds):
+            self.check()
+        self.check()
+
+
+@dataclass
+class WaitBudget:
+    """The total seconds a run may spend waiting on retries and rate limits, across all threads.
+
+    A CI job then ends with a clear error instead of hanging until the job's own timeout.
+    """
+
+    seconds: float
+    stop: StopSignal = field(default_factory=StopSignal)
+    spent: float = 0.0
+    waits: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def wait(self, seconds: float, reason: str) -> None:
+        with self._lock:
+            if self.spent + seconds > self.seconds:
+                raise WaitBudgetExceeded(
+                    f"{reason}: waiting {seconds:.1f}s more would pass the wait budget of "
+                    f"{self.seconds:.0f}s (--max-wait); the API is throttling or failing for too long"
+                )
+            self.spent += seconds
+            self.waits += 1
+        self.stop.sleep(seconds)
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+    ceiling = min(cap, base * (2**attempt))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def jittered(seconds: float, spread: float = 0.2) -> float:
+    return seconds * (1 + random.uniform(0, spread))
+
+
+class Pacer:
+    """Spaces requests of one rate-limit domain: at most `rate` per second, bursts of `burst`.
+
+    `rate=None` means unpaced until the first 429, after which the caller sets a rate.
+    Thread-safe: workers reserve their slot under a lock and sleep outside it.
+    """
+
+    def __init__(self, rate: float | None = None, burst: int = 1, stop: StopSignal | None = None) -> None:
+        self._lock = threading.Lock()
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._next_free = 0.0
+        self._stop = stop or StopSignal()
+
+    def set_rate(self, rate: float | None, burst: int | None = None) -> None:
+        with self._lock:
+            self.rate = rate
+            if burst is not None:
+                self.burst = max(1, burst)
+
+    def slow_down(self, factor: float = 0.5, floor: float = 0.2) -> None:
+        """After a 429: cut the rate (or start pacing at `floor` req/s if unpaced)."""
+        with self._lock:
+            self.rate = max(floor, (self.rate or 10.0) * factor)
+            self.burst = 1
+
+    def acquire(self) -> None:
+        with self._lock:
+            if not self.rate:
+                return
+            now = time.monotonic()
+            interval = 1.0 / self.rate
+            start = max(now - interval * (self.burst - 1), self._next_free)
+            self._next_free = start + interval
+            delay = start - now
+        if delay > 0:
+            self._stop.sleep(delay)
