@@ -8,6 +8,7 @@ statuses) applied before or after the route handler.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -189,7 +190,7 @@ class EmulatorServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
         self._httpd.daemon_threads = True
         self._httpd.request_queue_size = 128
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=self.name, daemon=True)
         self._thread.start()
         return self
 
@@ -215,9 +216,7 @@ class EmulatorServer:
         with self._log_lock:
             entries = list(self.log)
         return [
-            e
-            for e in entries
-            if (method is None or e.method == method) and (path is None or re.search(path, e.path))
+            e for e in entries if (method is None or e.method == method) and (path is None or re.search(path, e.path))
         ]
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
@@ -238,14 +237,16 @@ class EmulatorServer:
 def _collapse_ids(path: str) -> str:
     """'/v2/teams/63374eee-…' -> '/v2/teams/{id}': segments of 6+ characters with a digit."""
     return "/".join(
-        "{id}" if len(segment) >= 6 and any(c.isdigit() for c in segment) else segment
-        for segment in path.split("/")
+        "{id}" if len(segment) >= 6 and any(c.isdigit() for c in segment) else segment for segment in path.split("/")
     )
 
 
 def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, the body of a small response waits
+        # for the client's delayed ACK (~40 ms per request on a keep-alive connection).
+        disable_nagle_algorithm = True
         server_version = server.name
 
         def log_message(self, format: str, *args: Any) -> None:  # silence stderr
@@ -269,10 +270,8 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             if verdict == "drop":
                 server.record(LoggedRequest(request.method, request.path, request.url, 0, request.headers, body))
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(2)
-                except OSError:
-                    pass
                 return
             if forced is not None:
                 response = forced
