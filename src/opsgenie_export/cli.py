@@ -7,6 +7,7 @@ Exit codes: 0 success · 1 partial (failed kinds or entities, truncation, skippe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -16,15 +17,20 @@ from typing import Annotated, Any
 import typer
 
 from opsgenie_export import __version__
+from opsgenie_export.ci import publish
 from opsgenie_export.errors import ConfigError, ExportError
 from opsgenie_export.exit_codes import ExitCode
-from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping
+from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping, validate_mapping_file
 from opsgenie_export.outcome import RunOutcome
 from opsgenie_export.report import (
     JsonEvents,
+    RichEvents,
     TextEvents,
     make_console,
+    redact,
     redacting,
+    render_end,
+    render_plan,
     render_summary,
     write_summary_json,
 )
@@ -103,12 +109,19 @@ def sync(
         float, typer.Option(min=0, help="Total seconds the run may spend waiting on retries and rate limits.")
     ] = 600.0,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds before one HTTP request times out.")] = 30.0,
+    retries: Annotated[int, typer.Option(min=0, max=20, help="Retries of a failed request (5xx, timeouts).")] = 5,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Fetch, map and read Port, print the plan; write nothing.")
+    ] = False,
+    no_delete: Annotated[bool, typer.Option("--no-delete", help="Never delete stale entities.")] = False,
+    output: Annotated[str, typer.Option(help="Summary (or --dry-run plan) on stdout: text or json.")] = "text",
     log_format: Annotated[str, typer.Option(help="Progress and logs on stderr: text or json.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary and errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
 ) -> None:
     """Fetch every kind the mapping names, map it with JQ and upsert it into Port."""
     _check_choice("--log-format", log_format, ("text", "json"))
+    _check_choice("--output", output, ("text", "json"))
     options = Options(
         opsgenie_token=opsgenie_token,
         opsgenie_url=opsgenie_url,
@@ -131,25 +144,58 @@ def sync(
         config, compiled, blueprint_files = _prepare(settings)
     except ConfigError as exc:
         _fail(console, exc, ExitCode.CONFIG)
-    run_options = RunOptions(workers=workers, max_wait=max_wait, timeout=timeout, blueprints=blueprint_files)
+    run_options = RunOptions(
+        workers=workers,
+        max_wait=max_wait,
+        timeout=timeout,
+        max_retries=retries,
+        dry_run=dry_run,
+        no_delete=no_delete,
+        blueprints=blueprint_files,
+    )
     events: Events = (
-        JsonEvents(redacting(sys.stderr, settings.secrets)) if log_format == "json" else TextEvents(console, quiet)
+        JsonEvents(redacting(sys.stderr, settings.secrets))
+        if log_format == "json"
+        else RichEvents(console)
+        if sys.stderr.isatty() and not quiet
+        else TextEvents(console, quiet)
     )
     outcome = _run_with_signals(
         lambda stop: run_sync(settings, config, compiled, run_options, events=events, stop=stop)
     )
-    _finish(outcome, console, settings, summary_json)
+    _finish(outcome, console, settings, summary_json, events, output)
+
+
+@app.command()
+def validate(
+    mapping: MappingOpt = None,
+    blueprints: BlueprintsOpt = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
+) -> None:
+    """Check a mapping offline: YAML, kinds, JQ, and properties/relations against the blueprints."""
+    color = not no_color and not os.environ.get("NO_COLOR")
+    console = make_console(sys.stderr, color=color)
+    try:
+        settings = resolve(Options(mapping=mapping, blueprints=blueprints, no_env_file=True), need_credentials=False)
+        blueprint_files = load_blueprints(settings.blueprints_dir)
+    except ConfigError as exc:
+        _fail(console, exc, ExitCode.CONFIG)
+    problems = validate_mapping_file(settings.mapping_path, blueprint_files)
+    for problem in problems:
+        console.print(f"{settings.mapping_path}: {problem.location}: {problem.message}", markup=False)
+    if problems:
+        console.print(f"{len(problems)} problem(s) found", markup=False, style="red")
+        raise typer.Exit(int(ExitCode.CONFIG))
+    console.print(f"{settings.mapping_path}: valid against {len(blueprint_files)} blueprints", markup=False)
 
 
 def _prepare(settings: Settings) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
     """Everything that can fail on configuration, checked before any request (exit 2)."""
     config = load_mapping(settings.mapping_path)
     compiled = compile_mapping(config)
-    blueprint_files: dict[str, dict[str, Any]] = {}
-    if settings.initialize_port_resources:
-        if not settings.blueprints_dir.is_dir():
-            raise ConfigError(f"--blueprints {settings.blueprints_dir}: folder not found")
-        blueprint_files = load_blueprints(settings.blueprints_dir)
+    if not settings.blueprints_dir.is_dir():
+        raise ConfigError(f"--blueprints {settings.blueprints_dir}: folder not found")
+    blueprint_files = load_blueprints(settings.blueprints_dir)
     return config, compiled, blueprint_files
 
 
@@ -166,10 +212,22 @@ def _run_with_signals(run: Any) -> RunOutcome:
             signal.signal(signum, handler)
 
 
-def _finish(outcome: RunOutcome, console: Any, settings: Settings, summary_json: Path | None) -> None:
-    render_summary(outcome, console)
+def _finish(
+    outcome: RunOutcome,
+    console: Any,
+    settings: Settings,
+    summary_json: Path | None,
+    events: Events | None = None,
+    output: str = "text",
+) -> None:
+    render_end(outcome, console, events)
+    if output == "json":
+        sys.stdout.write(redact(json.dumps(outcome.to_dict(), indent=2, default=str), settings.secrets) + "\n")
+    elif outcome.dry_run:
+        render_plan(outcome, make_console(redacting(sys.stdout, settings.secrets), color=False))
     if summary_json:
         write_summary_json(outcome, summary_json, settings.secrets)
+    publish(outcome, os.environ, redacting(sys.stdout, settings.secrets), secrets=settings.secrets)
     raise typer.Exit(int(outcome.exit_code))
 
 

@@ -29,6 +29,7 @@ class ResourceStats:
     unchanged: int = 0
     failed: int = 0
     entities: int = 0  # entities produced by mapping (itemsToParse may make several per item)
+    unprocessed: int = 0  # of `failed`: items that failed before writing (mapping, enrichment, identifier)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

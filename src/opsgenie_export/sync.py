@@ -1,4 +1,5 @@
-"""One run: for each resource of the mapping, stream pages → enrich → map → write, then report.
+"""One run: read Port's state → for each resource stream pages → enrich → map → write only what
+changed → reconcile stale entities → report.
 
 Order of failure detection: the mapping and settings were validated before this module runs
 (exit 2 before any request); the Port token comes next (bad credentials stop the run before any
@@ -9,28 +10,31 @@ others. Every outcome lands in a RunOutcome; the CLI turns it into the exit code
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsgenie_export.errors import ApiError, AuthError, ExportError, Interrupted
+from opsgenie_export.errors import ApiError, AuthError, ExportError, Interrupted, PlanRestrictedError
 from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig
 from opsgenie_export.opsgenie.client import OpsgenieClient
-from opsgenie_export.opsgenie.enrichment import Lookups, enrich_page, keys_for
+from opsgenie_export.opsgenie.enrichment import KEY_SOURCES, Lookups, enrich_page, keys_for
 from opsgenie_export.opsgenie.query import build_query
 from opsgenie_export.opsgenie.source import PAGE_SIZE, listing
 from opsgenie_export.outcome import ResourceStats, RunOutcome
 from opsgenie_export.port.blueprints import initialize_blueprints
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.port.identifiers import identifier_problem
+from opsgenie_export.port.reconcile import execute_deletion, plan_deletion
 from opsgenie_export.port.sink import EntitySink, ItemTicket
+from opsgenie_export.port.state import BlueprintState, FieldSet
 from opsgenie_export.settings import Settings
 from opsgenie_export.transport import StopSignal, WaitBudget
 
 # Kinds small enough to list once and share with enrichments; alerts and users are streamed.
 SHARED_KINDS = frozenset({"incident", "service", "team", "schedule", "schedule-oncall", "escalation"})
 QUERY_KINDS = frozenset({"alert", "incident"})
+PLAN_LIMIT = 10_000  # identifiers listed per blueprint and verdict in a dry-run plan
 
 
 class Events:
@@ -51,7 +55,9 @@ class RunOptions:
     max_wait: float = 600.0
     timeout: float = 30.0
     max_retries: int = 5
-    blueprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dry_run: bool = False
+    no_delete: bool = False
+    blueprints: dict[str, dict[str, Any]] = field(default_factory=dict)  # local definitions
 
 
 def run_sync(
@@ -65,33 +71,17 @@ def run_sync(
 ) -> RunOutcome:
     events = events or Events()
     started = time.monotonic()
-    outcome = RunOutcome()
+    outcome = RunOutcome(no_delete=options.no_delete, dry_run=options.dry_run)
     budget = WaitBudget(options.max_wait, stop or StopSignal())
-    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
-    port = PortClient(
-        settings.port_url,
-        settings.port_client_id,
-        settings.port_client_secret,
-        budget=budget,
-        timeout=options.timeout,
-        max_retries=options.max_retries,
-        ca_bundle=ca_bundle,
-    )
-    opsgenie = OpsgenieClient(
-        settings.opsgenie_url,
-        settings.opsgenie_token,
-        budget=budget,
-        timeout=options.timeout,
-        max_retries=options.max_retries,
-        ca_bundle=ca_bundle,
-    )
+    port, opsgenie = _clients(settings, options, budget)
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="opsgenie")
-    run = _Run(config, compiled, outcome, events, port, Lookups(opsgenie, pool), budget.stop)
+    run = _Run(config, compiled, options, outcome, events, port, Lookups(opsgenie, pool), budget.stop)
     try:
         port.authenticate()
-        if settings.initialize_port_resources:
+        if settings.initialize_port_resources and not options.dry_run:
             created = initialize_blueprints(port, options.blueprints)
             events.message("info", "blueprints", f"created blueprints: {', '.join(created) or 'none missing'}")
+        run.read_port_state()
         run.sink = EntitySink(
             port,
             outcome.blueprint,
@@ -101,6 +91,7 @@ def run_sync(
         )
         run.all_resources()
         run.sink.close()
+        run.reconcile()
     except ExportError as exc:
         outcome.fatal = exc
         if run.sink:
@@ -114,19 +105,56 @@ def run_sync(
     return outcome
 
 
+def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tuple[PortClient, OpsgenieClient]:
+    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+    common = {"budget": budget, "timeout": options.timeout, "max_retries": options.max_retries, "ca_bundle": ca_bundle}
+    port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
+    opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
+    return port, opsgenie
+
+
 @dataclass
 class _Run:
     config: MappingConfig
     compiled: list[CompiledResource]
+    options: RunOptions
     outcome: RunOutcome
     events: Events
     port: PortClient
     lookups: Lookups
     stop: StopSignal
     sink: EntitySink | None = None
+    states: dict[str, BlueprintState] = field(default_factory=dict)
+    fieldset_index: dict[tuple[int, str], int] = field(default_factory=dict)
     produced: dict[str, set[str]] = field(default_factory=dict)  # blueprint → identifiers
     produced_by: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # per resource
+    referenced: dict[str, set[str]] = field(default_factory=dict)  # target blueprint → identifiers
+    relation_targets: dict[str, dict[str, str]] = field(default_factory=dict)  # bp → relation → target bp
+    keys_by_resource: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    plan: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
+    # -- before: what Port holds ----------------------------------------------------------------
+    def read_port_state(self) -> None:
+        """One paged search per blueprint the mapping writes; relation targets from definitions."""
+        for resource, compiled in zip(self.config.resources, self.compiled, strict=True):
+            for blueprint in sorted(compiled.blueprints_static()):
+                state = self.states.setdefault(blueprint, BlueprintState(blueprint, []))
+                self.fieldset_index[(resource.index, blueprint)] = len(state.fieldsets)
+                state.fieldsets.append(FieldSet.for_mapping(resource.port.entity))
+        for blueprint, state in self.states.items():
+            self.stop.check()
+            state.load(self.port)
+            self.outcome.blueprint(blueprint).existing = len(state.fingerprints)
+            self.relation_targets[blueprint] = self._relation_targets(blueprint, state.found)
+
+    def _relation_targets(self, blueprint: str, found: bool) -> dict[str, str]:
+        definition = self.options.blueprints.get(blueprint)
+        if definition is None and found and not self.options.dry_run:
+            definition = self.port.get_blueprint(blueprint)
+        relations = (definition or {}).get("relations") or {}
+        return {name: spec.get("target") for name, spec in relations.items() if spec.get("target")}
+
+    # -- during: every resource ----------------------------------------------------------------
     def all_resources(self) -> None:
         pairs = list(zip(self.config.resources, self.compiled, strict=True))
         self.outcome.resources = [ResourceStats(r.index, r.kind, sorted(c.blueprints_static())) for r, c in pairs]
@@ -139,7 +167,7 @@ class _Run:
                 stats.status, stats.reason = "failed", "run stopped"
                 raise
             except ApiError as exc:
-                stats.status, stats.reason = "failed", f"fetch failed: {exc}"
+                stats.status, stats.reason = "failed", _fetch_failure(resource, exc)
                 self.sink.raise_if_fatal()  # type: ignore[union-attr]
             self.events.resource_done(stats)
 
@@ -149,21 +177,21 @@ class _Run:
         if resource.kind in QUERY_KINDS:
             query = build_query(resource.selector.api_query_params, resource.selector.opsgenie_query, where)
         keys = keys_for(resource.kind, compiled.referenced_keys(), resource.selector.include_members)
-        pages, truncation = self._pages(resource.kind, query)
+        self.keys_by_resource[resource.index] = keys
+        pages, incomplete = self._pages(resource.kind, query)
         for page in pages:
             self.stop.check()
             stats.add("fetched", len(page))
-            problems = enrich_page(self.lookups, keys, page) if keys else [None] * len(page)
-            for item, problem in zip(page, problems, strict=True):
+            for item, problem in enrich_page(self.lookups, keys, page):
                 if problem:
-                    stats.add("failed", error=f"{resource.kind} {_item_id(item)}: {problem}")
+                    _fail_unprocessed(stats, f"{resource.kind} {_item_id(item)}: {problem}")
                     continue
                 self.map_and_write(compiled, item, stats)
             self.events.page_done(stats)
-        reason = truncation()
+        reason = incomplete()
         stats.status, stats.reason = ("truncated", reason) if reason else ("ok", "")
 
-    def _pages(self, kind: str, query: str) -> tuple[Iterable[list[dict[str, Any]]], Any]:
+    def _pages(self, kind: str, query: str) -> tuple[Iterable[list[dict[str, Any]]], Callable[[], str]]:
         """Pages of a kind, and a callable telling (after iteration) why it is incomplete, if it is."""
         if kind in SHARED_KINDS:
             shared = self.lookups.shared_listing(kind, query)
@@ -175,31 +203,140 @@ class _Run:
     def map_and_write(self, compiled: CompiledResource, item: dict[str, Any], stats: ResourceStats) -> None:
         result = compiled.map_item(item)
         if result.errors:
-            stats.add("failed", error=str(result.errors[0]))
+            _fail_unprocessed(stats, str(result.errors[0]))
             return
         if result.filtered or not result.entities:
             stats.add("filtered")
             return
+        problem = self._identifier_problem(stats, item, result.entities)
+        if problem:
+            _fail_unprocessed(stats, problem)
+            return
         stats.add("entities", len(result.entities))
         ticket = ItemTicket(stats, len(result.entities))
         for entity in result.entities:
+            body = entity.to_port()
+            self._remember(stats.index, entity.blueprint, body)
+            verdict = self._verdict(stats.index, entity.blueprint, body)
+            self._record_plan(entity.blueprint, verdict, body)
+            if verdict == "unchanged":
+                self.outcome.blueprint(entity.blueprint).add("unchanged")
+                ticket.settle(written=False)
+            elif self.options.dry_run:
+                self.outcome.blueprint(entity.blueprint).add("upserted")
+                ticket.settle()
+            else:
+                self.sink.add(entity.blueprint, body, ticket)  # type: ignore[union-attr]
+
+    def _identifier_problem(self, stats: ResourceStats, item: dict[str, Any], entities: list[Any]) -> str | None:
+        """Invalid or colliding identifiers fail the whole item before anything is written."""
+        for entity in entities:
             problem = identifier_problem(entity.identifier)
             if problem:
-                ticket.settle(f"{stats.kind} {_item_id(item)}: {entity.blueprint}: {problem}")
-                self.outcome.blueprint(entity.blueprint).add("failed")
-                continue
+                return f"{stats.kind} {_item_id(item)}: {entity.blueprint}: {problem}"
             if isinstance(entity.identifier, str):
                 seen = self.produced_by.setdefault((stats.index, entity.blueprint), set())
                 if entity.identifier in seen:
-                    ticket.settle(
-                        f"{stats.kind} {_item_id(item)}: {entity.blueprint} identifier {entity.identifier!r} "
-                        "was already produced by another item of this resource (identifier collision)"
+                    return (
+                        f"{stats.kind} {_item_id(item)}: {entity.blueprint} identifier {entity.identifier!r} was "
+                        "already produced by another item of this resource (identifier collision)"
                     )
-                    self.outcome.blueprint(entity.blueprint).add("failed")
-                    continue
                 seen.add(entity.identifier)
-                self.produced.setdefault(entity.blueprint, set()).add(entity.identifier)
-            self.sink.add(entity.blueprint, entity.to_port(), ticket)  # type: ignore[union-attr]
+        return None
+
+    def _remember(self, resource_index: int, blueprint: str, body: dict[str, Any]) -> None:
+        identifier = body.get("identifier")
+        if isinstance(identifier, str):
+            self.produced.setdefault(blueprint, set()).add(identifier)
+        for relation, value in (body.get("relations") or {}).items():
+            target = self.relation_targets.get(blueprint, {}).get(relation)
+            if target:
+                targets = self.referenced.setdefault(target, set())
+                targets.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+
+    def _verdict(self, resource_index: int, blueprint: str, body: dict[str, Any]) -> str:
+        state = self.states.get(blueprint)
+        identifier = body.get("identifier")
+        if state is None or not isinstance(identifier, str):
+            return "create"
+        return state.verdict(identifier, body, self.fieldset_index[(resource_index, blueprint)])
+
+    def _record_plan(self, blueprint: str, verdict: str, body: dict[str, Any]) -> None:
+        if not self.options.dry_run:
+            return
+        entries = self.plan.setdefault(blueprint, {"create": [], "update": [], "unchanged": [], "delete": []})
+        if len(entries[verdict]) < PLAN_LIMIT:
+            entries[verdict].append(str(body.get("identifier")))
+
+    # -- after: reconciliation -------------------------------------------------------------------
+    def reconcile(self) -> None:
+        for blueprint, state in self.states.items():
+            self.stop.check()
+            stats = self.outcome.blueprint(blueprint)
+            if self.options.no_delete:
+                stats.deletion = "off (--no-delete)"
+                continue
+            if not state.found:
+                stats.deletion = "skipped: blueprint not found in Port"
+                continue
+            plan = plan_deletion(
+                blueprint,
+                state.identifiers,
+                self.produced.get(blueprint, set()),
+                self.referenced.get(blueprint, set()),
+                blockers=self._deletion_blockers(blueprint),
+                threshold=self.config.entity_deletion_threshold,
+                keep_targets=self.config.create_missing_related_entities,
+            )
+            stats.stale = len(plan.stale)
+            if plan.skip_reason:
+                stats.deletion = f"skipped: {plan.skip_reason}"
+            elif self.options.dry_run:
+                stats.deletion = "dry-run"
+                self.plan.setdefault(blueprint, {"create": [], "update": [], "unchanged": [], "delete": []})
+                self.plan[blueprint]["delete"] = plan.stale[:PLAN_LIMIT]
+            else:
+                execute_deletion(
+                    self.port, plan, stats, delete_dependents=self.config.delete_dependent_entities, stop=self.stop
+                )
+                stats.deletion = "done"
+        if self.options.dry_run:
+            self.outcome.plan = self.plan
+
+    def _deletion_blockers(self, blueprint: str) -> list[str]:
+        """Why this blueprint's stale entities cannot be trusted to be gone upstream."""
+        blockers = []
+        feeding = [r for r in self.outcome.resources if blueprint in r.blueprints]
+        for stats in feeding:
+            if stats.status != "ok":
+                blockers.append(f"{stats.label} {stats.status}")
+            elif stats.unprocessed:
+                blockers.append(f"{stats.label} had {stats.unprocessed} items fail mapping or enrichment")
+            for key in self.keys_by_resource.get(stats.index, ()):
+                for kind in KEY_SOURCES.get(key, ()):
+                    if self._kind_incomplete(kind):
+                        blockers.append(f"{stats.label} uses {key}, and the {kind} listing was incomplete")
+        return sorted(set(blockers))
+
+    def _kind_incomplete(self, kind: str) -> bool:
+        if any(r.kind == kind and r.status != "ok" for r in self.outcome.resources):
+            return True
+        return self.lookups.listing_failed(kind)
+
+
+def _fail_unprocessed(stats: ResourceStats, message: str) -> None:
+    stats.add("failed", error=message)
+    stats.add("unprocessed")
+
+
+def _fetch_failure(resource: ResourceConfig, exc: ApiError) -> str:
+    if isinstance(exc, PlanRestrictedError):
+        return (
+            f"Opsgenie refused the {resource.kind} API for this account or key ({exc}); the Incident API needs a "
+            "Standard or Enterprise plan — remove this resource and the enrichment keys that need it "
+            "(__incidents, __relatedIncident) from the mapping"
+        )
+    return f"fetch failed: {exc}"
 
 
 def _item_id(item: dict[str, Any]) -> str:

@@ -81,6 +81,11 @@ class Lookups:
         self.client = client
         self.pool = pool
         self._once = _Once()
+        self._incomplete_kinds: set[str] = set()
+
+    def listing_failed(self, kind: str) -> bool:
+        """Whether a shared listing of this kind failed or stopped short during the run."""
+        return kind in self._incomplete_kinds
 
     # -- shared listings -----------------------------------------------------------------
     def shared_listing(self, kind: str, query: str = "") -> SharedListing:
@@ -88,7 +93,13 @@ class Lookups:
 
         def fetch() -> SharedListing:
             pages = listing(self.client, kind, query)
-            items = [item for page in pages for item in page]
+            try:
+                items = [item for page in pages for item in page]
+            except ApiError:
+                self._incomplete_kinds.add(kind)
+                raise
+            if pages.truncated:
+                self._incomplete_kinds.add(kind)
             return SharedListing(items, pages.truncated, pages.truncation_reason)
 
         return self._once.get(("listing", kind, query), fetch)
@@ -218,10 +229,11 @@ def _oncalls(lookups: Lookups, item: dict[str, Any]) -> None:
 
 
 def _impacted_services(lookups: Lookups, item: dict[str, Any]) -> None:
+    """Always a list (Port's old integration left the key out when empty, which made the
+    documented `[.__impactedServices[] | …]` mapping fail on such incidents)."""
     ids = item.get("impactedServices") or []
-    if ids:
-        by_id = lookups.services_by_id()
-        item["__impactedServices"] = [by_id[i] for i in ids if i in by_id]
+    by_id = lookups.services_by_id() if ids else {}
+    item["__impactedServices"] = [by_id[i] for i in ids if i in by_id]
 
 
 def _related_incident(lookups: Lookups, item: dict[str, Any]) -> None:
@@ -258,20 +270,25 @@ def keys_for(kind: str, referenced: Iterable[str], include_members: bool = False
     return tuple(sorted(wanted))
 
 
-def enrich_page(lookups: Lookups, keys: tuple[str, ...], items: list[dict[str, Any]]) -> list[str | None]:
-    """Add the keys to each item in place; returns, per item, None or why it cannot be enriched."""
+def enrich_page(
+    lookups: Lookups, keys: tuple[str, ...], items: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], str | None]]:
+    """Each item with the keys added — as a shallow copy, since listings are shared and must stay
+    raw — and None or why it cannot be enriched."""
+    if not keys:
+        return [(item, None) for item in items]
     if "__team" in keys:
         lookups.prefetch_teams(item.get("teamId") for item in items)
     if "__members" in keys:
         lookups.prefetch_teams(item.get("id") for item in items)
-    problems: list[str | None] = []
-    for item in items:
-        problem = None
+    enriched: list[tuple[dict[str, Any], str | None]] = []
+    for raw in items:
+        item, problem = dict(raw), None
         for key in keys:
             try:
                 ENRICHERS[key](lookups, item)
             except EnrichmentUnavailable as exc:
                 problem = str(exc)
                 break
-        problems.append(problem)
-    return problems
+        enriched.append((item, problem))
+    return enriched

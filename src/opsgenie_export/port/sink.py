@@ -22,27 +22,31 @@ BODY_OVERHEAD = 64  # bytes of '{"entities":[...]}' around the entities
 
 
 class ItemTicket:
-    """One source item: settles as upserted, or failed if any of its entities fails."""
+    """One source item: settles as failed if any entity failed, else upserted if any entity was
+    written, else unchanged."""
 
-    __slots__ = ("_lock", "errors", "pending", "resource")
+    __slots__ = ("_lock", "errors", "pending", "resource", "written")
 
     def __init__(self, resource: ResourceStats, pending: int) -> None:
         self.resource = resource
         self.pending = pending
+        self.written = False
         self.errors: list[str] = []
         self._lock = threading.Lock()
 
-    def settle(self, error: str | None = None) -> None:
+    def settle(self, error: str | None = None, *, written: bool = True) -> None:
         with self._lock:
             if error:
                 self.errors.append(error)
+            self.written = self.written or written
             self.pending -= 1
             done = self.pending == 0
-        if done:
-            if self.errors:
-                self.resource.add("failed", error=self.errors[0])
-            else:
-                self.resource.add("upserted")
+        if not done:
+            return
+        if self.errors:
+            self.resource.add("failed", error=self.errors[0])
+        else:
+            self.resource.add("upserted" if self.written else "unchanged")
 
 
 @dataclass

@@ -25,8 +25,16 @@ def demo_account(alerts: int, incidents: int, services: int) -> Account:
     account = seed_account()
     if alerts or incidents or services:
         extra = generate_account(alerts=alerts, incidents=incidents, services=services, teams=4, seed=2024)
-        account.merge(extra)
+        _merge(account, extra)
     return account
+
+
+def _merge(account: Account, extra: Account) -> None:
+    for name in ("teams", "users", "services", "incidents", "alerts", "schedules", "escalations"):
+        getattr(account, name).extend(getattr(extra, name))
+    account.oncalls.update(extra.oncalls)
+    account.associated_alerts.update(extra.associated_alerts)
+    account.reindex()
 
 
 def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console: Any) -> tuple[RunOutcome, dict]:
@@ -35,9 +43,10 @@ def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console
     config = load_mapping(mapping_path)
     compiled = compile_mapping(config)
     blueprints = load_blueprints(PACKAGE_DEFAULTS / "blueprints")
-    with OpsgenieEmulator(account, api_key=DEMO_KEY) as opsgenie, PortEmulator(
-        client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET
-    ) as port:
+    with (
+        OpsgenieEmulator(account, api_key=DEMO_KEY) as opsgenie,
+        PortEmulator(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET) as port,
+    ):
         console.print(f"sandbox: Opsgenie emulator at {opsgenie.url}, Port emulator at {port.url}", markup=False)
         settings = Settings(
             opsgenie_token=DEMO_KEY,

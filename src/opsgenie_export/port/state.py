@@ -1,0 +1,89 @@
+"""What Port already holds for a blueprint, read once per run with the paged search.
+
+Only a fingerprint per entity is kept — a hash of the fields the mapping writes — so memory holds
+a set of identifiers per blueprint, not the entities. The same listing serves skip-unchanged
+(write only what is new or differs) and reconciliation (what exists but was not produced).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsgenie_export.errors import ApiError
+from opsgenie_export.port.client import PortClient
+
+META_FIELDS = ("title", "icon", "team")
+
+
+@dataclass(frozen=True)
+class FieldSet:
+    """The entity fields one resource writes: meta fields, properties.x, relations.y."""
+
+    paths: tuple[str, ...]
+
+    @classmethod
+    def for_mapping(cls, entity_mapping: Any) -> FieldSet:
+        paths = [name for name in META_FIELDS if getattr(entity_mapping, name, None) is not None]
+        paths += [f"properties.{key}" for key in entity_mapping.properties]
+        paths += [f"relations.{key}" for key in entity_mapping.relations]
+        return cls(tuple(paths))
+
+    def fingerprint(self, entity: dict[str, Any]) -> int:
+        values = [_normalise(path, _get(entity, path)) for path in self.paths]
+        return hash(json.dumps(values, sort_keys=True, separators=(",", ":"), default=str))
+
+
+def _get(entity: dict[str, Any], path: str) -> Any:
+    head, _, tail = path.partition(".")
+    value = entity.get(head)
+    if tail:
+        return (value or {}).get(tail) if isinstance(value, dict) else None
+    return value
+
+
+def _normalise(path: str, value: Any) -> Any:
+    if path == "team" and isinstance(value, str):
+        return [value]
+    if path == "team" and value == []:
+        return None
+    return value
+
+
+@dataclass
+class BlueprintState:
+    blueprint: str
+    fieldsets: list[FieldSet]
+    found: bool = True
+    fingerprints: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def include(self) -> list[str]:
+        paths = {"identifier"}
+        for fieldset in self.fieldsets:
+            paths.update(fieldset.paths)
+        return sorted(paths)
+
+    def load(self, client: PortClient) -> None:
+        try:
+            for entity in client.search(self.blueprint, self.include):
+                identifier = str(entity.get("identifier"))
+                self.fingerprints[identifier] = tuple(fs.fingerprint(entity) for fs in self.fieldsets)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            self.found = False
+
+    def verdict(self, identifier: str, body: dict[str, Any], fieldset_index: int) -> str:
+        """'create', 'update' or 'unchanged' for an entity about to be written."""
+        existing = self.fingerprints.get(identifier)
+        if existing is None:
+            return "create"
+        mine = self.fieldsets[fieldset_index].fingerprint(body)
+        return "unchanged" if existing[fieldset_index] == mine else "update"
+
+    @property
+    def identifiers(self) -> Iterable[str]:
+        return self.fingerprints.keys()

@@ -1,0 +1,99 @@
+"""Shared fixtures: both emulators on 127.0.0.1 and an in-process runner for the real CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opsgenie_export.cli import app
+from opsgenie_export.sandbox.accounts import Account, generate_account, seed_account
+from opsgenie_export.sandbox.opsgenie_emulator import OpsgenieEmulator
+from opsgenie_export.sandbox.port_emulator import PortEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+OPSGENIE_KEY = "og-secret-key-1f2e3d4c5b6a"
+PORT_ID = "port-client-id-77"
+PORT_SECRET = "port-client-secret-9a8b7c6d5e"
+CREDENTIAL_PREFIXES = ("OPSGENIE_", "PORT_", "OCEAN__", "GITHUB_", "TF_BUILD", "NO_COLOR")
+
+
+@dataclass
+class Sandbox:
+    opsgenie: OpsgenieEmulator
+    port: PortEmulator
+    account: Account
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "OPSGENIE_API_TOKEN": OPSGENIE_KEY,
+            "OPSGENIE_API_URL": self.opsgenie.url,
+            "PORT_CLIENT_ID": PORT_ID,
+            "PORT_CLIENT_SECRET": PORT_SECRET,
+            "PORT_BASE_URL": self.port.url,
+        }
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No credential from the developer's shell, and a working directory without .env/mapping."""
+    for name in list(os.environ):
+        if name.startswith(CREDENTIAL_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def start_sandbox(account: Account, **opsgenie_kwargs: object) -> Sandbox:
+    opsgenie = OpsgenieEmulator(account, api_key=OPSGENIE_KEY, **opsgenie_kwargs).start()  # type: ignore[arg-type]
+    port = PortEmulator(client_id=PORT_ID, client_secret=PORT_SECRET).start()
+    return Sandbox(opsgenie, port, account)
+
+
+@pytest.fixture
+def seed_sandbox() -> Iterator[Sandbox]:
+    sandbox = start_sandbox(seed_account())
+    yield sandbox
+    sandbox.opsgenie.stop()
+    sandbox.port.stop()
+
+
+@pytest.fixture
+def generated_sandbox() -> Iterator[Sandbox]:
+    sandbox = start_sandbox(generate_account(alerts=300, incidents=60, services=25, seed=11))
+    yield sandbox
+    sandbox.opsgenie.stop()
+    sandbox.port.stop()
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> CliResult:
+    result = CliRunner().invoke(app, args, env=env or {}, catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def sync_args(*extra: str) -> list[str]:
+    """`sync` with the repository's mapping and blueprints, creating missing blueprints."""
+    return [
+        "sync",
+        "--mapping",
+        str(REPO / "mapping.yaml"),
+        "--blueprints",
+        str(REPO / "blueprints"),
+        "--initialize-port-resources",
+        *extra,
+    ]

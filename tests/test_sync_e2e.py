@@ -1,0 +1,140 @@
+"""End to end through the real CLI and real HTTP against both emulators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jq
+import requests
+import yaml
+
+from conftest import OPSGENIE_KEY, REPO, Sandbox, run_cli, sync_args
+
+SERVICE_BP, INCIDENT_BP, ALERT_BP = "opsGenieService", "opsGenieIncident", "opsGenieAlert"
+TEAM_ID = "63374eee-0b03-42d4-bb8c-50d1fa64827c"
+
+
+def test_seed_account_syncs_to_the_seed_entities(seed_sandbox: Sandbox) -> None:
+    result = run_cli(sync_args(), seed_sandbox.env)
+    assert result.exit_code == 0, result.output
+    port = seed_sandbox.port
+
+    service = port.entities[SERVICE_BP]["Port-Outbound-Service"]
+    assert service["title"] == "Port Outbound Service"
+    assert service["properties"] == {
+        "description": "For outbound communications and integrations",
+        "url": "https://mytestaccount.app.opsgenie.com/service/daa0d66f-ad35-4396-b30d-70f0314c697a/status",
+        "tags": ["communication", "channel"],
+        "oncallTeam": "Data Science Team",
+        "teamMembers": ["testuser@gmail.com", "devtester@gmail.com"],
+        "oncallUsers": ["testuser@gmail.com"],
+        "numOpenIncidents": 2,
+    }
+    incident = port.entities[INCIDENT_BP]["4a0c5e6d-b239-4cd9-a7e8-a5f880e99473"]
+    assert incident["title"] == "My Incident"
+    # Order follows the payload's impactedServices (the seed's result lists them the other way).
+    assert incident["relations"] == {"services": ["My-Test-Service", "Port-Outbound-Service"]}
+    alert = port.entities[ALERT_BP]["580e9625-ecc7-42b0-8836-3d3637438bc4-169486700232"]
+    assert alert["relations"] == {"relatedIncident": "4a0c5e6d-b239-4cd9-a7e8-a5f880e99473"}
+    assert alert["properties"]["acknowledged"] is False
+    assert alert["properties"]["integration"] == "Default API"
+    assert alert["properties"]["description"] is None  # list items carry no description
+    assert sorted(port.entities[SERVICE_BP]) == ["My-Test-Service", "Port-Outbound-Service"]
+    assert len(port.entities[INCIDENT_BP]) == 2
+
+
+def test_generated_account_matches_jq_and_stays_within_request_bound(generated_sandbox: Sandbox) -> None:
+    result = run_cli(sync_args(), generated_sandbox.env)
+    assert result.exit_code == 0, result.output
+
+    payloads = _enriched_payloads(generated_sandbox)
+    mapping = yaml.safe_load((REPO / "mapping.yaml").read_text())
+    expected_total = 0
+    for resource in mapping["resources"]:
+        fields = resource["port"]["entity"]["mappings"]
+        blueprint = _jq(fields["blueprint"], {})
+        stored = generated_sandbox.port.entities[blueprint]
+        for payload in payloads[resource["kind"]]:
+            expected = _expected_entity(fields, payload)
+            actual = stored[expected["identifier"]]
+            assert actual["title"] == expected["title"], expected["identifier"]
+            assert actual["properties"] == expected["properties"], expected["identifier"]
+            assert actual["relations"] == expected["relations"], expected["identifier"]
+            expected_total += 1
+    assert sum(len(v) for v in generated_sandbox.port.entities.values()) == expected_total
+
+    opsgenie = generated_sandbox.opsgenie
+    list_pages = sum(opsgenie.count("GET", p + "$") for p in ("/v2/alerts", "/v1/incidents/?", "/v1/services"))
+    teams = {s["teamId"] for s in generated_sandbox.account.services}
+    incidents = len(generated_sandbox.account.incidents)
+    assert opsgenie.count() <= list_pages + 2 * len(teams) + incidents + 3
+    # No per-item calls: one team detail per distinct team, one on-call call, no alert gets.
+    assert opsgenie.count("GET", r"^/v2/teams/") == len(teams)
+    assert opsgenie.count("GET", r"on-calls") == 1
+    assert opsgenie.count("GET", r"^/v2/alerts/[^/]+$") == 0
+    assert opsgenie.count("GET", r"associated-alert-ids") == incidents
+
+
+# -- independent computation of what Port should hold -------------------------------------
+def _list_all(sandbox: Sandbox, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"GenieKey {OPSGENIE_KEY}"}
+    items, offset = [], 0
+    while True:
+        page = requests.get(
+            sandbox.opsgenie.url + path, params={**params, "offset": offset, "limit": 100}, headers=headers, timeout=10
+        ).json()
+        items.extend(page["data"])
+        if not page.get("paging", {}).get("next"):
+            return items
+        offset += 100
+
+
+def _enriched_payloads(sandbox: Sandbox) -> dict[str, list[dict[str, Any]]]:
+    account = sandbox.account
+    services = _list_all(sandbox, "/v1/services", {})
+    incidents = _list_all(sandbox, "/v1/incidents", {"query": "createdAt>=0", "sort": "createdAt", "order": "asc"})
+    alerts = _list_all(sandbox, "/v2/alerts", {"sort": "createdAt", "order": "asc"})
+    teams = {team["id"]: team for team in account.teams}
+    services_by_id = {s["id"]: dict(s) for s in services}  # raw copies: enrichment adds keys
+    raw_incidents = [dict(i) for i in incidents]
+    for service in services:
+        service["__team"] = teams[service["teamId"]]
+        service["__incidents"] = [i for i in raw_incidents if service["id"] in (i.get("impactedServices") or [])]
+        owned = [s for s in account.schedules if (s.get("ownerTeam") or {}).get("id") == service["teamId"]]
+        if owned:
+            parent = {k: owned[0][k] for k in ("id", "name", "enabled")}
+            service["__oncalls"] = {"_parent": parent, "onCallRecipients": account.oncalls.get(owned[0]["id"], [])}
+    for incident in incidents:
+        ids = incident.get("impactedServices") or []
+        incident["__impactedServices"] = [services_by_id[i] for i in ids if i in services_by_id]
+    for alert in alerts:
+        for incident in raw_incidents:
+            if alert["id"] in account.associated_alerts.get(incident["id"], []):
+                alert["__relatedIncident"] = incident
+                break
+    return {"service": services, "incident": incidents, "alert": alerts}
+
+
+def _jq(expression: str, payload: Any) -> Any:
+    return jq.compile(expression).input_value(payload).first()
+
+
+def _expected_entity(fields: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "identifier": _jq(fields["identifier"], payload),
+        "title": _jq(fields["title"], payload),
+        "properties": {k: _jq(v, payload) for k, v in fields.get("properties", {}).items()},
+        "relations": {k: _jq(v, payload) for k, v in fields.get("relations", {}).items()},
+    }
+
+
+def write_mapping(tmp: Path, text: str) -> Path:
+    path = tmp / "mapping.yaml"
+    path.write_text(text)
+    return path
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
