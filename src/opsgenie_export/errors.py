@@ -14,6 +14,10 @@ class ConfigError(ExportError):
 class AuthError(ExportError):
     """Opsgenie or Port refused the credentials or their rights (exit 3). Never retried."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class ApiError(ExportError):
     """An HTTP call failed for good (after retries where they apply)."""

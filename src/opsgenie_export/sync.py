@@ -29,7 +29,7 @@ from opsgenie_export.port.reconcile import execute_deletion, plan_deletion
 from opsgenie_export.port.sink import EntitySink, ItemTicket
 from opsgenie_export.port.state import BlueprintState, FieldSet
 from opsgenie_export.settings import Settings
-from opsgenie_export.transport import StopSignal, WaitBudget
+from opsgenie_export.transport import StopSignal, WaitBudget, prefetched
 
 # Kinds small enough to list once and share with enrichments; alerts and users are streamed.
 SHARED_KINDS = frozenset({"incident", "service", "team", "schedule", "schedule-oncall", "escalation"})
@@ -81,6 +81,9 @@ def run_sync(
         if settings.initialize_port_resources and not options.dry_run:
             created = initialize_blueprints(port, options.blueprints)
             events.message("info", "blueprints", f"created blueprints: {', '.join(created) or 'none missing'}")
+        learned = opsgenie.learn_rate_limits()
+        if learned:
+            events.message("debug", "rate_limits", f"pacing Opsgenie domains {', '.join(sorted(learned))}")
         run.read_port_state()
         run.sink = EntitySink(
             port,
@@ -198,7 +201,7 @@ class _Run:
             pages = [shared.items[i : i + PAGE_SIZE] for i in range(0, len(shared.items), PAGE_SIZE)]
             return pages, lambda: shared.reason if shared.truncated else ""
         stream = listing(self.lookups.client, kind, query)
-        return stream, lambda: stream.truncation_reason if stream.truncated else ""
+        return prefetched(stream, self.stop), lambda: stream.truncation_reason if stream.truncated else ""
 
     def map_and_write(self, compiled: CompiledResource, item: dict[str, Any], stats: ResourceStats) -> None:
         result = compiled.map_item(item)

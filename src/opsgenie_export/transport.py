@@ -6,10 +6,14 @@ Each API keeps its own retry policy in its own client; only these mechanics are 
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from opsgenie_export.errors import Interrupted, WaitBudgetExceeded
 
@@ -82,15 +86,19 @@ def jittered(seconds: float, spread: float = 0.2) -> float:
 class Pacer:
     """Spaces requests of one rate-limit domain: at most `rate` per second, bursts of `burst`.
 
-    `rate=None` means unpaced until the first 429, after which the caller sets a rate.
-    Thread-safe: workers reserve their slot under a lock and sleep outside it.
+    `rate=None` means unpaced until the first 429; then the rate becomes 80% of what was
+    actually sent in the window that tripped. Thread-safe: workers reserve their slot under a
+    lock and sleep outside it.
     """
+
+    HISTORY = 4096
 
     def __init__(self, rate: float | None = None, burst: int = 1, stop: StopSignal | None = None) -> None:
         self._lock = threading.Lock()
         self.rate = rate
         self.burst = max(1, burst)
         self._next_free = 0.0
+        self._sent: deque[float] = deque(maxlen=self.HISTORY)
         self._stop = stop or StopSignal()
 
     def set_rate(self, rate: float | None, burst: int | None = None) -> None:
@@ -99,20 +107,70 @@ class Pacer:
             if burst is not None:
                 self.burst = max(1, burst)
 
-    def slow_down(self, factor: float = 0.5, floor: float = 0.2) -> None:
-        """After a 429: cut the rate (or start pacing at `floor` req/s if unpaced)."""
+    def throttled(self, period: float, floor: float = 0.2) -> None:
+        """After a 429 for a `period`-second bucket: pace at 80% of the rate that tripped it."""
         with self._lock:
-            self.rate = max(floor, (self.rate or 10.0) * factor)
+            now = time.monotonic()
+            recent = sum(1 for t in self._sent if now - t <= period)
+            observed = max(1, recent) / max(period, 1.0)
+            self.rate = max(floor, 0.8 * min(observed, self.rate or observed))
             self.burst = 1
 
     def acquire(self) -> None:
         with self._lock:
-            if not self.rate:
-                return
             now = time.monotonic()
-            interval = 1.0 / self.rate
-            start = max(now - interval * (self.burst - 1), self._next_free)
-            self._next_free = start + interval
-            delay = start - now
+            delay = 0.0
+            if self.rate:
+                interval = 1.0 / self.rate
+                start = max(now - interval * (self.burst - 1), self._next_free)
+                self._next_free = start + interval
+                delay = start - now
+            self._sent.append(now + max(0.0, delay))
         if delay > 0:
             self._stop.sleep(delay)
+
+
+def pace_for(limits: list[tuple[int, float]], margin: float = 0.9) -> tuple[float, int]:
+    """(rate, burst) that stays under every (limit, period-seconds) rolling bucket."""
+    rate = min(limit / period for limit, period in limits) * margin
+    burst = min(max(1, int(limit * (1 - margin))) if period > 1 else limit for limit, period in limits)
+    return rate, max(1, burst)
+
+
+T = TypeVar("T")
+
+
+def prefetched(source: Iterable[T], stop: StopSignal, depth: int = 2) -> Iterator[T]:
+    """Iterate `source` on a background thread, `depth` items ahead, so fetching the next page
+    overlaps the work on the current one. Exceptions are re-raised in the consumer."""
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    abandoned = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not abandoned.is_set():
+                    try:
+                        buffer.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if abandoned.is_set():
+                    return
+            buffer.put(("end", None))
+        except BaseException as exc:  # handed to the consumer
+            buffer.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+            stop.check()
+    finally:
+        abandoned.set()

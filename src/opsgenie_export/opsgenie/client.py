@@ -18,8 +18,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from opsgenie_export import __version__
-from opsgenie_export.errors import ApiError, AuthError, PlanRestrictedError
-from opsgenie_export.transport import RETRYABLE_STATUSES, Pacer, WaitBudget, backoff_delay, jittered
+from opsgenie_export.errors import ApiError, AuthError, ExportError, PlanRestrictedError
+from opsgenie_export.transport import RETRYABLE_STATUSES, Pacer, WaitBudget, backoff_delay, jittered, pace_for
 
 DOMAINS = ("search", "alert", "incident", "configuration", "schedule-oncalls")
 USER_AGENT = f"opsgenie-export/{__version__}"
@@ -71,6 +71,29 @@ class OpsgenieClient:
     def close(self) -> None:
         self._session.close()
 
+    def learn_rate_limits(self) -> dict[str, tuple[float, int]]:
+        """Pace every domain just under the account's own limits, read once from the undocumented
+        `GET /v2/request-limits/`. Team keys get 403 there and the route may change: then nothing
+        is learned and pacing adapts to 429s instead."""
+        try:
+            envelope = self.get("/v2/request-limits/", None, domain="configuration")
+        except AuthError as exc:
+            if exc.status == 401:
+                raise  # a bad key: stop here, never retried
+            return {}
+        except ExportError:
+            return {}
+        learned = {}
+        for entry in (envelope.get("data") or {}).get("rateLimits") or []:
+            domain = str(entry.get("domain", "")).lower()
+            limits = [
+                (int(x["limit"]), float(x["periodInSeconds"])) for x in entry.get("limits") or [] if x.get("limit")
+            ]
+            if domain in self.pacers and limits:
+                learned[domain] = pace_for(limits)
+                self.pacers[domain].set_rate(*learned[domain])
+        return learned
+
     def get(self, path: str, params: dict[str, Any] | None = None, *, domain: str) -> dict[str, Any]:
         """GET a path and return the decoded envelope; raise a typed error when it fails for good."""
         url = f"{self.base_url}{path}"
@@ -83,7 +106,7 @@ class OpsgenieClient:
                 return outcome
             status, detail, wait_hint = outcome
             if status == 429:
-                self.pacers[domain].slow_down()
+                self.pacers[domain].throttled(wait_hint or 1.0)
                 delay = jittered(wait_hint or 1.0)
             elif attempt < self.max_retries:
                 delay = backoff_delay(attempt)
@@ -138,20 +161,22 @@ def _describe(response: requests.Response) -> str:
     return ", ".join(parts)
 
 
-def _final_error(response: requests.Response, path: str, base_url: str) -> ApiError:
+def _final_error(response: requests.Response, path: str, base_url: str) -> ExportError:
     detail = _describe(response)
     status = response.status_code
     request_id = response.headers.get("X-Request-ID")
     if status == 401:
         return AuthError(
-            f"Opsgenie refused the API key ({detail}) at {base_url}: check OPSGENIE_API_TOKEN, and the "
-            "region (EU accounts need --region eu or OPSGENIE_API_URL=https://api.eu.opsgenie.com)"
+            status=401,
+            message=f"Opsgenie refused the API key ({detail}) at {base_url}: check OPSGENIE_API_TOKEN, and the "
+            "region (EU accounts need --region eu or OPSGENIE_API_URL=https://api.eu.opsgenie.com)",
         )
     if status == 402 or (status == 403 and path.startswith("/v1/incidents")):
         return PlanRestrictedError(f"GET {path}: {detail}", status=status, request_id=request_id)
     if status == 403:
         return AuthError(
-            f"Opsgenie denied GET {path} ({detail}): the API key needs Read and Configuration access "
-            "rights, and an account-level (not team) key"
+            status=403,
+            message=f"Opsgenie denied GET {path} ({detail}): the API key needs Read and Configuration access "
+            "rights, and an account-level (not team) key",
         )
     return ApiError(f"GET {path}: {detail}", status=status, request_id=request_id)
