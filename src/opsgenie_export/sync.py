@@ -75,7 +75,8 @@ def run_sync(
     budget = WaitBudget(options.max_wait, stop or StopSignal())
     port, opsgenie = _clients(settings, options, budget)
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="opsgenie")
-    run = _Run(config, compiled, options, outcome, events, port, Lookups(opsgenie, pool), budget.stop)
+    lookups = Lookups(opsgenie, pool, parallel=min(4, options.workers))
+    run = _Run(config, compiled, options, outcome, events, port, lookups, budget.stop)
     try:
         port.authenticate()
         if settings.initialize_port_resources and not options.dry_run:
@@ -200,7 +201,7 @@ class _Run:
             shared = self.lookups.shared_listing(kind, query)
             pages = [shared.items[i : i + PAGE_SIZE] for i in range(0, len(shared.items), PAGE_SIZE)]
             return pages, lambda: shared.reason if shared.truncated else ""
-        stream = listing(self.lookups.client, kind, query)
+        stream = listing(self.lookups.client, kind, query, self.lookups.pool, self.lookups.parallel)
         return prefetched(stream, self.stop), lambda: stream.truncation_reason if stream.truncated else ""
 
     def map_and_write(self, compiled: CompiledResource, item: dict[str, Any], stats: ResourceStats) -> None:

@@ -77,9 +77,10 @@ class _Once:
 class Lookups:
     """Per-run caches over the Opsgenie API. Thread-safe; everything is fetched on first use."""
 
-    def __init__(self, client: OpsgenieClient, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, client: OpsgenieClient, pool: ThreadPoolExecutor, parallel: int = 1) -> None:
         self.client = client
-        self.pool = pool
+        self.pool = pool  # never used by a task it runs (no nested submits), so it cannot deadlock
+        self.parallel = parallel  # list pages fetched at once
         self._once = _Once()
         self._incomplete_kinds: set[str] = set()
 
@@ -92,7 +93,7 @@ class Lookups:
         """One complete listing of a kind (per query), shared by kinds and enrichments."""
 
         def fetch() -> SharedListing:
-            pages = listing(self.client, kind, query)
+            pages = listing(self.client, kind, query, self.pool, self.parallel)
             try:
                 items = [item for page in pages for item in page]
             except ApiError:

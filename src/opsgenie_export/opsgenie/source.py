@@ -10,7 +10,9 @@ when they reach the ceiling — never silently cut.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,8 @@ class Listing:
     truncated: bool = False
     truncation_reason: str = ""
     pages: int = 0
+    pool: Executor | None = None  # fetch `parallel` pages at once when given
+    parallel: int = 1
     _started: bool = field(default=False, repr=False)
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
@@ -70,22 +74,48 @@ class Listing:
         self.pages += 1
         return self.client.get(self.endpoint.path, params, domain=self.endpoint.domain)
 
+    def _envelopes(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Pages at offsets 0, 100, … up to the ceiling, in order, `parallel` requests ahead.
+
+        The caller stops at the first page without `paging.next`; the pages fetched ahead of
+        that point (at most `parallel - 1`) are the only wasted requests.
+        """
+        pending: deque[Future[dict[str, Any]]] = deque()
+        next_offset = 0
+        try:
+            while True:
+                while len(pending) < self.parallel and next_offset + PAGE_SIZE <= OFFSET_CEILING:
+                    page_params = {**params, "offset": next_offset, "limit": PAGE_SIZE}
+                    pending.append(self._submit(page_params))
+                    next_offset += PAGE_SIZE
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _submit(self, params: dict[str, Any]) -> Future[dict[str, Any]]:
+        if self.pool is None or self.parallel <= 1:
+            future: Future[dict[str, Any]] = Future()
+            try:
+                future.set_result(self._get(params))
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
+        return self.pool.submit(self._get, params)
+
     def _paged(self) -> Iterator[list[dict[str, Any]]]:
-        offset = 0
         params: dict[str, Any] = dict(self.endpoint.params)
         if self.query:
             params["query"] = self.query
-        while True:
-            if offset + PAGE_SIZE > OFFSET_CEILING:
-                self._truncate(f"more than {OFFSET_CEILING} items; the API cannot page past its offset ceiling")
-                return
-            envelope = self._get({**params, "offset": offset, "limit": PAGE_SIZE})
+        for envelope in self._envelopes(params):
             items = envelope.get("data") or []
             if items:
                 yield items
             if not items or not (envelope.get("paging") or {}).get("next"):
                 return
-            offset += len(items)
+        self._truncate(f"more than {OFFSET_CEILING} items; the API cannot page past its offset ceiling")
 
     def _windowed(self) -> Iterator[list[dict[str, Any]]]:
         cursor, delivered = 0, set[str]()  # window = createdAt >= cursor (epoch ms), ascending
@@ -102,14 +132,9 @@ class Listing:
         self, cursor: int, already: set[str]
     ) -> Generator[list[dict[str, Any]], None, tuple[int, set[str], bool]]:
         """Yield the pages of one window; return (last createdAt ms, ids at it, hit the ceiling)."""
-        query = _and(self.query, f"createdAt>={cursor}")
-        offset = 0
+        params = {"query": _and(self.query, f"createdAt>={cursor}"), "sort": "createdAt", "order": "asc"}
         last_ms, ids_at_last = cursor, set(already)
-        while True:
-            if offset + PAGE_SIZE > OFFSET_CEILING:
-                return last_ms, ids_at_last, True
-            params = {"query": query, "offset": offset, "limit": PAGE_SIZE, "sort": "createdAt", "order": "asc"}
-            envelope = self._get(params)
+        for envelope in self._envelopes(params):
             items = envelope.get("data") or []
             fresh = []
             for item in items:
@@ -124,7 +149,7 @@ class Listing:
                 yield fresh
             if not items or not (envelope.get("paging") or {}).get("next"):
                 return last_ms, ids_at_last, False
-            offset += len(items)
+        return last_ms, ids_at_last, True
 
     def _truncate(self, reason: str) -> None:
         self.truncated = True
@@ -147,5 +172,7 @@ def _and(left: str, right: str) -> str:
     return f"({left}) AND {right}"
 
 
-def listing(client: OpsgenieClient, kind: str, query: str = "") -> Listing:
-    return Listing(client, ENDPOINTS[kind], query)
+def listing(
+    client: OpsgenieClient, kind: str, query: str = "", pool: Executor | None = None, parallel: int = 1
+) -> Listing:
+    return Listing(client, ENDPOINTS[kind], query, pool=pool, parallel=parallel)
