@@ -28,14 +28,17 @@ class Sandbox:
     port: PortEmulator
     account: Account
 
+    def __post_init__(self) -> None:
+        self.urls = (self.opsgenie.url, self.port.url)  # still known after a server is stopped
+
     @property
     def env(self) -> dict[str, str]:
         return {
             "OPSGENIE_API_TOKEN": OPSGENIE_KEY,
-            "OPSGENIE_API_URL": self.opsgenie.url,
+            "OPSGENIE_API_URL": self.urls[0],
             "PORT_CLIENT_ID": PORT_ID,
             "PORT_CLIENT_SECRET": PORT_SECRET,
-            "PORT_BASE_URL": self.port.url,
+            "PORT_BASE_URL": self.urls[1],
         }
 
 
@@ -59,9 +62,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def start_sandbox(account: Account, **opsgenie_kwargs: object) -> Sandbox:
+def start_sandbox(
+    account: Account, *, port_rate_limit: tuple[int, float] | None = None, **opsgenie_kwargs: object
+) -> Sandbox:
     opsgenie = OpsgenieEmulator(account, api_key=OPSGENIE_KEY, **opsgenie_kwargs).start()  # type: ignore[arg-type]
-    port = PortEmulator(client_id=PORT_ID, client_secret=PORT_SECRET).start()
+    port = PortEmulator(client_id=PORT_ID, client_secret=PORT_SECRET, rate_limit=port_rate_limit).start()
     return Sandbox(opsgenie, port, account)
 
 

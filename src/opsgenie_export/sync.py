@@ -22,7 +22,7 @@ from opsgenie_export.opsgenie.enrichment import KEY_SOURCES, Lookups, enrich_pag
 from opsgenie_export.opsgenie.query import build_query
 from opsgenie_export.opsgenie.source import PAGE_SIZE, listing
 from opsgenie_export.outcome import ResourceStats, RunOutcome
-from opsgenie_export.port.blueprints import initialize_blueprints
+from opsgenie_export.port.blueprints import initialize_blueprints, relation_order
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.port.identifiers import identifier_problem
 from opsgenie_export.port.reconcile import execute_deletion, plan_deletion
@@ -94,7 +94,7 @@ def run_sync(
             workers=options.workers,
         )
         run.all_resources()
-        run.sink.close()
+        run.sink.close(relation_order(run.relation_targets))
         run.reconcile()
     except ExportError as exc:
         outcome.fatal = exc

@@ -130,11 +130,14 @@ class Pacer:
             self._stop.sleep(delay)
 
 
-def pace_for(limits: list[tuple[int, float]], margin: float = 0.9) -> tuple[float, int]:
-    """(rate, burst) that stays under every (limit, period-seconds) rolling bucket."""
+def pace_for(limits: list[tuple[int, float]], margin: float = 0.85) -> tuple[float, int]:
+    """(rate, burst) that stays under every (limit, period-seconds) rolling bucket.
+
+    No bursts: a rolling window of P seconds then holds at most floor(rate * P) + 1 requests,
+    which `margin` keeps under each bucket's limit (small buckets included: 0.85 * 2/s → 2 per s).
+    """
     rate = min(limit / period for limit, period in limits) * margin
-    burst = min(max(1, int(limit * (1 - margin))) if period > 1 else limit for limit, period in limits)
-    return rate, max(1, burst)
+    return rate, 1
 
 
 T = TypeVar("T")

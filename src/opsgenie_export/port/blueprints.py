@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsgenie_export.errors import ConfigError
+from opsgenie_export.errors import ApiError, ConfigError
 from opsgenie_export.port.client import PortClient
 
 DERIVED_KEYS = ("relations", "mirrorProperties", "calculationProperties", "aggregationProperties")
@@ -36,6 +36,15 @@ def dependency_order(blueprints: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
+def relation_order(relation_targets: dict[str, dict[str, str]]) -> list[str]:
+    """Blueprints ordered targets-first, from blueprint → relation → target blueprint."""
+    as_definitions = {
+        name: {"relations": {rel: {"target": target} for rel, target in relations.items()}}
+        for name, relations in relation_targets.items()
+    }
+    return dependency_order(as_definitions)
+
+
 def initialize_blueprints(client: PortClient, blueprints: dict[str, dict[str, Any]]) -> list[str]:
     """Create the missing blueprints; return the identifiers created."""
     order = dependency_order(blueprints)
@@ -50,7 +59,11 @@ def initialize_blueprints(client: PortClient, blueprints: dict[str, dict[str, An
                 )
     for name in missing:
         bare = {k: v for k, v in blueprints[name].items() if k not in DERIVED_KEYS}
-        client.create_blueprint(bare)
+        try:
+            client.create_blueprint(bare)
+        except ApiError as exc:
+            if exc.status != 409:  # 409: a retried create whose first answer was lost
+                raise
     for name in missing:
         derived = {k: blueprints[name][k] for k in DERIVED_KEYS if blueprints[name].get(k)}
         if derived:

@@ -88,4 +88,7 @@ def _delete_one_by_one(
         except ApiError as exc:
             if exc.status is None:
                 raise
+            if exc.status == 404:  # already gone (a retried delete whose first answer was lost)
+                stats.add("deleted")
+                continue
             stats.add("failed", error=f"{blueprint} {identifier}: delete failed: {exc}")

@@ -72,13 +72,14 @@ class EntitySink:
         merge: bool,
         create_missing: bool,
         workers: int = 4,
-        on_written: Callable[[str, str], None] | None = None,
     ) -> None:
         self.client = client
         self.stats_for = stats_for
         self.merge = merge
         self.create_missing = create_missing
-        self.on_written = on_written
+        self._retry: list[tuple[str, _Pending]] = []  # per-entity failures, retried once at the end
+        self._retry_lock = threading.Lock()
+        self._retrying = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="port-write")
         self._slots = threading.BoundedSemaphore(workers * 2)
         self._open: dict[str, _Batch] = {}
@@ -98,8 +99,9 @@ class EntitySink:
         batch.items.append(_Pending(entity, size, ticket))
         batch.size += size
 
-    def close(self) -> None:
-        """Write what is left and wait for every worker; re-raise a fatal error."""
+    def close(self, blueprint_order: list[str] | None = None) -> None:
+        """Write what is left, wait for every worker, retry per-entity failures once in blueprint
+        order (relation targets first), and re-raise a fatal error."""
         for batch in list(self._open.values()):
             if batch.items:
                 self._submit(batch)
@@ -109,6 +111,18 @@ class EntitySink:
         self._futures.clear()
         self._pool.shutdown(wait=True)
         self.raise_if_fatal()
+        self._retry_failed(blueprint_order or [])
+        self.raise_if_fatal()
+
+    def _retry_failed(self, blueprint_order: list[str]) -> None:
+        self._retrying = True
+        rank = {name: i for i, name in enumerate(blueprint_order)}
+        failed = sorted(self._retry, key=lambda entry: rank.get(entry[0], len(rank)))
+        self._retry = []
+        for blueprint in dict.fromkeys(name for name, _ in failed):
+            pendings = [p for name, p in failed if name == blueprint]
+            for start in range(0, len(pendings), MAX_BULK_ENTITIES):
+                self._write_batch(_Batch(blueprint, pendings[start : start + MAX_BULK_ENTITIES]))
 
     def abort(self) -> None:
         self._open.clear()
@@ -142,8 +156,16 @@ class EntitySink:
             self._remember_fatal(exc)
             self._fail_all(batch, f"bulk upsert failed: {exc}")
             return
+        except ExportError as exc:  # interrupted: nothing more is written
+            self._fatal = self._fatal or exc
+            self._fail_all(batch, f"not written: {exc}")
+            return
         for index, pending in enumerate(batch.items):
             error = result.failed.get(index)
+            if error is not None and not self._retrying:
+                with self._retry_lock:
+                    self._retry.append((batch.blueprint, pending))
+                continue
             self._settle(batch.blueprint, pending, error)
 
     def _write_one_by_one(self, batch: _Batch) -> None:
@@ -164,8 +186,6 @@ class EntitySink:
         if error is None:
             stats.add("upserted")
             pending.ticket.settle()
-            if self.on_written:
-                self.on_written(blueprint, str(pending.entity.get("identifier")))
             return
         message = f"{blueprint} {error}"
         stats.add("failed", error=message)

@@ -1,0 +1,239 @@
+"""Both emulators in one process, for benchmarks and manual runs against a separate sync process.
+
+    python -m opsgenie_export.sandbox.standalone --alerts 100000 --incidents 10000 --services 1000 \\
+        --teams 100 --latency 0.02 --og-rate-limits '{"search": [10, 600]}' --port-rate-limit 30/1 \\
+        --error-rate 0.05 --drop-rate 0.02 --seed 1
+
+Protocol (one JSON document per line on stdout; nothing else is written there):
+
+- once both servers listen: `{"event": "ready", "opsgenie": url, "port": url, "api_key": …,
+  "client_id": …, "client_secret": …, "accountSizes": {…}}`;
+- a line `report` on stdin: `{"event": "report", …}` with the request counts so far (cumulative);
+- when stdin closes, or on SIGTERM/SIGINT: the servers stop and one last line
+  `{"event": "exit", …}` (the same fields as a report) is printed; exit code 0.
+
+A report holds, per API: requests per route (`counts_by_route()`), per status (0 = dropped
+connection), the 429s (Opsgenie: per rate-limit domain), Opsgenie's per-domain counts, Port's
+entity-writing requests, and Port's entities per blueprint — with, per blueprint, how many of
+its identifiers are ids of the account's alerts and of its incidents, so a caller can check that
+every alert and incident arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from opsgenie_export.sandbox.accounts import Account, generate_account
+from opsgenie_export.sandbox.opsgenie_emulator import DOMAINS, OpsgenieEmulator
+from opsgenie_export.sandbox.port_emulator import PortEmulator
+from opsgenie_export.sandbox.server import EmulatorServer, FaultPlan, FaultRule
+
+API_KEY = "standalone-opsgenie-key"
+CLIENT_ID = "standalone-client-id"
+CLIENT_SECRET = "standalone-client-secret"
+ASSOCIATED_PAGE = 25  # the API's maximum page of associated-alert-ids
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m opsgenie_export.sandbox.standalone",
+        description="Serve emulated Opsgenie and Port APIs on 127.0.0.1 until stdin closes or SIGTERM.",
+    )
+    parser.add_argument("--alerts", type=int, default=300)
+    parser.add_argument("--incidents", type=int, default=60)
+    parser.add_argument("--services", type=int, default=25)
+    parser.add_argument("--teams", type=int, default=10)
+    parser.add_argument("--users", type=int, default=None, help="default: 3 per team, at least 5")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--empty", action="store_true", help="prefill nothing: an Opsgenie account without any data")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request on both APIs")
+    parser.add_argument(
+        "--og-rate-limits",
+        type=_og_limits,
+        default={},
+        metavar="JSON",
+        help='Opsgenie limits per domain: {"search": [per_second, per_minute], …} (null = no limit)',
+    )
+    parser.add_argument("--port-rate-limit", type=_port_limit, default=None, metavar="N/WINDOW")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers on both APIs")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections on both APIs")
+    parser.add_argument("--truncate-rate", type=float, default=0.0, help="share of truncated bodies on both APIs")
+    return parser.parse_args(argv)
+
+
+def _og_limits(text: str) -> dict[str, tuple[int, int]]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise argparse.ArgumentTypeError("expected an object of domain -> [per_second, per_minute]")
+    limits = {}
+    for domain, pair in raw.items():
+        if domain not in DOMAINS:
+            raise argparse.ArgumentTypeError(f"unknown domain {domain!r} (one of {', '.join(DOMAINS)})")
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise argparse.ArgumentTypeError(f"{domain}: expected [per_second, per_minute]")
+        limits[domain] = (pair[0], pair[1])
+    return limits
+
+
+def _port_limit(text: str) -> tuple[int, float]:
+    count, _, window = text.partition("/")
+    try:
+        return int(count), float(window or "1")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N/WINDOW_SECONDS, e.g. 30/1") from None
+
+
+def build_account(args: argparse.Namespace) -> Account:
+    if args.empty:
+        return Account()
+    return generate_account(
+        alerts=args.alerts,
+        incidents=args.incidents,
+        services=args.services,
+        teams=args.teams,
+        users=args.users,
+        seed=args.seed,
+    )
+
+
+def account_sizes(account: Account) -> dict[str, int]:
+    """Sizes, plus what a request floor needs: distinct teams of services, associated-alert-id pages."""
+    associated = account.associated_alerts
+    return {
+        "alerts": len(account.alerts),
+        "incidents": len(account.incidents),
+        "services": len(account.services),
+        "teams": len(account.teams),
+        "users": len(account.users),
+        "schedules": len(account.schedules),
+        "escalations": len(account.escalations),
+        "serviceTeams": len({s.get("teamId") for s in account.services if s.get("teamId")}),
+        "associatedAlerts": sum(len(ids) for ids in associated.values()),
+        "associatedAlertIdPages": sum(
+            max(1, math.ceil(len(associated.get(i["id"], ())) / ASSOCIATED_PAGE)) for i in account.incidents
+        ),
+    }
+
+
+def _faults(args: argparse.Namespace, salt: int) -> FaultPlan:
+    plan = FaultPlan(seed=args.seed * 1000 + salt)
+    if args.error_rate or args.drop_rate or args.truncate_rate:
+        plan.add(FaultRule(error_rate=args.error_rate, drop_rate=args.drop_rate, truncate_rate=args.truncate_rate))
+    return plan
+
+
+def _statuses(server: EmulatorServer) -> dict[str, int]:
+    return dict(sorted(Counter(str(entry.status) for entry in server.requests()).items()))
+
+
+def report(event: str, opsgenie: OpsgenieEmulator, port: PortEmulator, account: Account) -> dict[str, Any]:
+    alert_ids = {a["id"] for a in account.alerts}
+    incident_ids = {i["id"] for i in account.incidents}
+    with port._lock:  # the emulator's own lock: a consistent view while writes may still arrive
+        stores = {blueprint: list(store) for blueprint, store in port.entities.items()}
+    og_routes, port_routes = opsgenie.counts_by_route(), port.counts_by_route()
+    return {
+        "event": event,
+        "opsgenie": {
+            "requests": sum(og_routes.values()),
+            "byRoute": dict(sorted(og_routes.items())),
+            "byStatus": _statuses(opsgenie),
+            "byDomain": dict(sorted(opsgenie.domain_counts.items())),
+            "throttled": sum(opsgenie.throttled.values()),
+            "throttledByDomain": dict(sorted(opsgenie.throttled.items())),
+        },
+        "port": {
+            "requests": sum(port_routes.values()),
+            "byRoute": dict(sorted(port_routes.items())),
+            "byStatus": _statuses(port),
+            "throttled": port.throttled,
+            "writeRequests": port.writes(),
+        },
+        "portEntities": {blueprint: len(ids) for blueprint, ids in sorted(stores.items())},
+        "portEntitiesMatchingAccount": {
+            blueprint: {
+                "alerts": sum(1 for i in ids if i in alert_ids),
+                "incidents": sum(1 for i in ids if i in incident_ids),
+            }
+            for blueprint, ids in sorted(stores.items())
+        },
+    }
+
+
+def _emit(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    account = build_account(args)
+    generated = time.monotonic() - started
+    opsgenie = OpsgenieEmulator(
+        account, api_key=API_KEY, latency=args.latency, faults=_faults(args, 1), rate_limits=args.og_rate_limits
+    )
+    port = PortEmulator(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        latency=args.latency,
+        faults=_faults(args, 2),
+        rate_limit=args.port_rate_limit,
+    )
+    done = threading.Event()
+    output_lock = threading.Lock()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+    opsgenie.start()
+    port.start()
+
+    def read_commands() -> None:
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "report":
+                with output_lock:
+                    _emit(report("report", opsgenie, port, account))
+            elif command in ("exit", "quit"):
+                break
+        done.set()
+
+    _emit(
+        {
+            "event": "ready",
+            "opsgenie": opsgenie.url,
+            "port": port.url,
+            "api_key": API_KEY,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "accountSizes": account_sizes(account),
+            "generatedSeconds": round(generated, 3),
+        }
+    )
+    threading.Thread(target=read_commands, name="stdin-commands", daemon=True).start()
+    while not done.wait(0.2):
+        pass
+    opsgenie.stop()
+    port.stop()
+    with output_lock:
+        _emit(report("exit", opsgenie, port, account))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
