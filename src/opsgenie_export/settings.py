@@ -36,11 +36,11 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 class Options:
     """What the command line said; None means 'not given'."""
 
-    opsgenie_token: str | None = None
+    opsgenie_token: str | None = field(default=None, repr=False)
     opsgenie_url: str | None = None
     region: str | None = None
     port_client_id: str | None = None
-    port_client_secret: str | None = None
+    port_client_secret: str | None = field(default=None, repr=False)
     port_url: str | None = None
     mapping: Path | None = None
     blueprints: Path | None = None
@@ -52,10 +52,10 @@ class Options:
 
 @dataclass(frozen=True)
 class Settings:
-    opsgenie_token: str
+    opsgenie_token: str = field(repr=False)
     opsgenie_url: str
     port_client_id: str
-    port_client_secret: str
+    port_client_secret: str = field(repr=False)
     port_url: str
     mapping_path: Path
     blueprints_dir: Path
