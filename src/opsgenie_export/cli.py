@@ -7,7 +7,6 @@ Exit codes: 0 success · 1 partial (failed kinds or entities, truncation, skippe
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ from opsgenie_export.report import (
     render_end,
     render_plan,
     render_summary,
+    safe_json,
     write_summary_json,
 )
 from opsgenie_export.settings import Options, Settings, resolve
@@ -222,12 +222,14 @@ def _finish(
 ) -> None:
     render_end(outcome, console, events)
     if output == "json":
-        sys.stdout.write(redact(json.dumps(outcome.to_dict(), indent=2, default=str), settings.secrets) + "\n")
+        sys.stdout.write(redact(safe_json(outcome.to_dict(), indent=2), settings.secrets) + "\n")
     elif outcome.dry_run:
         render_plan(outcome, make_console(redacting(sys.stdout, settings.secrets), color=False))
     if summary_json:
         write_summary_json(outcome, summary_json, settings.secrets)
-    publish(outcome, os.environ, redacting(sys.stdout, settings.secrets), secrets=settings.secrets)
+    # With --output json stdout is data: workflow commands go to stderr, which both runners also read.
+    annotations = sys.stderr if output == "json" else sys.stdout
+    publish(outcome, os.environ, redacting(annotations, settings.secrets), secrets=settings.secrets)
     raise typer.Exit(int(outcome.exit_code))
 
 
@@ -261,6 +263,39 @@ def demo(
         for entity in entities:
             console.print_json(data=entity)
     raise typer.Exit(int(outcome.exit_code))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    mode: Annotated[str, typer.Option(help="refetch: GET each alert from Opsgenie; payload: map the body.")] = (
+        "refetch"
+    ),
+    mapping: MappingOpt = None,
+    region: Annotated[str | None, typer.Option(help="Opsgenie region shortcut: us or eu.")] = None,
+    opsgenie_url: Annotated[str | None, typer.Option(help="Opsgenie API URL (env OPSGENIE_API_URL).")] = None,
+    port_url: Annotated[str | None, typer.Option(help="Port API URL (env PORT_BASE_URL).")] = None,
+    env_file: EnvFile = None,
+    no_env_file: NoEnvFile = False,
+    ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for private certificate authorities.")] = None,
+    queue_size: Annotated[int, typer.Option(min=1, help="Alerts that may wait; beyond it 503 + Retry-After.")] = 1000,
+    drain_timeout: Annotated[float, typer.Option(min=0, help="Seconds to drain the queue on SIGTERM.")] = 30.0,
+) -> None:
+    """Receive Opsgenie webhooks on POST /integration/webhook and update Port (needs OPSGENIE_WEBHOOK_SECRET)."""
+    from opsgenie_export.serve import ServeConfig, serve_command
+
+    options = Options(
+        opsgenie_url=opsgenie_url,
+        region=region,
+        port_url=port_url,
+        mapping=mapping,
+        env_file=env_file,
+        no_env_file=no_env_file,
+        ca_bundle=ca_bundle,
+    )
+    config = ServeConfig(secret="", host=host, port=port, mode=mode, queue_size=queue_size, drain_timeout=drain_timeout)
+    raise typer.Exit(serve_command(options, config))
 
 
 def main() -> None:

@@ -164,6 +164,12 @@ def _progress_counts(stats: ResourceStats) -> str:
     return f"{stats.fetched} fetched · {stats.settled} settled · {stats.failed} failed"
 
 
+def safe_json(data: Any, indent: int | None = None) -> str:
+    """JSON that no CI runner can mistake for a command: `\\u005b` is JSON for `[`, so the text
+    parses to the same value while `##[`/`##vso[` never appear in it."""
+    return _ANYWHERE_PREFIX.sub(r"##\1\\u005b", json.dumps(data, default=str, indent=indent))
+
+
 class JsonEvents(Events):
     """`--log-format json`: one JSON object per line on stderr, each with time, level, event, kind
     (null when the record is about no single kind) and counts (null when it carries none)."""
@@ -175,9 +181,7 @@ class JsonEvents(Events):
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         record: dict[str, Any] = {"time": now, "level": level, "event": event, "kind": None, "counts": None}
         record.update(fields)
-        line = json.dumps(record, default=str)  # ensure_ascii: one line, no control character
-        # `\u005b` is JSON for `[`: the record parses to the same value, and no runner sees `##[`/`##vso[`.
-        self.stream.write(_ANYWHERE_PREFIX.sub(r"##\1\\u005b", line) + "\n")
+        self.stream.write(safe_json(record) + "\n")  # ensure_ascii: one line, no control character
         self.stream.flush()
 
     def _counts(self, stats: ResourceStats) -> dict[str, int]:
