@@ -16,8 +16,23 @@ from opsgenie_export.exit_codes import ExitCode
 MAX_SAMPLES = 20  # failure messages kept per resource/blueprint; counts are always complete
 
 
+class _Tally:
+    """Thread-safe counters with a capped sample of error messages."""
+
+    errors: list[str]
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, bucket: str, count: int = 1, error: str | None = None) -> None:
+        with self._lock:
+            setattr(self, bucket, getattr(self, bucket) + count)
+            if error and len(self.errors) < MAX_SAMPLES:
+                self.errors.append(error)
+
+
 @dataclass
-class ResourceStats:
+class ResourceStats(_Tally):
     index: int
     kind: str
     blueprints: list[str] = field(default_factory=list)
@@ -32,18 +47,9 @@ class ResourceStats:
     unprocessed: int = 0  # of `failed`: items that failed before writing (mapping, enrichment, identifier)
     errors: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-
     @property
     def label(self) -> str:
         return f"resources[{self.index}] {self.kind}"
-
-    def add(self, bucket: str, count: int = 1, error: str | None = None) -> None:
-        with self._lock:
-            setattr(self, bucket, getattr(self, bucket) + count)
-            if error and len(self.errors) < MAX_SAMPLES:
-                self.errors.append(error)
 
     @property
     def settled(self) -> int:
@@ -51,7 +57,7 @@ class ResourceStats:
 
 
 @dataclass
-class BlueprintStats:
+class BlueprintStats(_Tally):
     blueprint: str
     upserted: int = 0
     unchanged: int = 0
@@ -61,15 +67,6 @@ class BlueprintStats:
     deleted: int = 0
     deletion: str = "not run"  # done | skipped: <reason> | off | dry-run | not run
     errors: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def add(self, bucket: str, count: int = 1, error: str | None = None) -> None:
-        with self._lock:
-            setattr(self, bucket, getattr(self, bucket) + count)
-            if error and len(self.errors) < MAX_SAMPLES:
-                self.errors.append(error)
 
     @property
     def deletion_skipped(self) -> bool:

@@ -15,14 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from opsgenie_export import __version__
 from opsgenie_export.errors import ApiError, AuthError, ExportError, PlanRestrictedError
-from opsgenie_export.transport import RETRYABLE_STATUSES, Pacer, WaitBudget, backoff_delay, jittered, pace_for
+from opsgenie_export.transport import (
+    RETRYABLE_STATUSES,
+    Pacer,
+    WaitBudget,
+    backoff_delay,
+    jittered,
+    pace_for,
+    pooled_session,
+)
 
 DOMAINS = ("search", "alert", "incident", "configuration", "schedule-oncalls")
-USER_AGENT = f"opsgenie-export/{__version__}"
 
 
 @dataclass
@@ -59,14 +64,7 @@ class OpsgenieClient:
         self.max_retries = max_retries
         self.stats = OpsgenieStats()
         self.pacers = {domain: Pacer(stop=budget.stop) for domain in DOMAINS}
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.verify = ca_bundle or True
-        self._session.headers.update(
-            {"Authorization": f"GenieKey {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
-        )
+        self._session = pooled_session(pool_size, ca_bundle, {"Authorization": f"GenieKey {token}"})
 
     def close(self) -> None:
         self._session.close()

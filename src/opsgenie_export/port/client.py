@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from opsgenie_export import __version__
 from opsgenie_export.errors import ApiError, AuthError
-from opsgenie_export.transport import RETRYABLE_STATUSES, WaitBudget, backoff_delay, jittered
+from opsgenie_export.transport import RETRYABLE_STATUSES, WaitBudget, backoff_delay, jittered, pooled_session
 
-USER_AGENT = f"opsgenie-export/{__version__}"
 REFRESH_MARGIN = 300.0  # seconds before expiry
 MAX_BULK_ENTITIES = 20
 MAX_BODY_BYTES = 1_048_576
@@ -81,12 +78,7 @@ class PortClient:
         self._token: str | None = None
         self._token_deadline = 0.0
         self._token_lock = threading.Lock()
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.verify = ca_bundle or True
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._session = pooled_session(pool_size, ca_bundle, {})
 
     def close(self) -> None:
         self._session.close()
