@@ -40,6 +40,8 @@ KEY_SOURCES: dict[str, frozenset[str]] = {
     "__currentOncalls": frozenset({"schedule"}),
 }
 ASSOCIATED_PAGE = 25
+# Kinds whose items come from another kind's listing (same endpoint and parameters): listed once.
+SAME_LISTING: dict[str, str] = {"schedule-oncall": "schedule"}
 
 
 class EnrichmentUnavailable(ExportError):
@@ -91,6 +93,7 @@ class Lookups:
     # -- shared listings -----------------------------------------------------------------
     def shared_listing(self, kind: str, query: str = "") -> SharedListing:
         """One complete listing of a kind (per query), shared by kinds and enrichments."""
+        kind = SAME_LISTING.get(kind, kind)
 
         def fetch() -> SharedListing:
             pages = listing(self.client, kind, query, self.pool, self.parallel)

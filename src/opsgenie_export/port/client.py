@@ -20,7 +20,14 @@ from typing import Any
 import requests
 
 from opsgenie_export.errors import ApiError, AuthError
-from opsgenie_export.transport import RETRYABLE_STATUSES, WaitBudget, backoff_delay, jittered, pooled_session
+from opsgenie_export.transport import (
+    RETRYABLE_STATUSES,
+    StopSignal,
+    WaitBudget,
+    backoff_delay,
+    jittered,
+    pooled_session,
+)
 
 REFRESH_MARGIN = 300.0  # seconds before expiry
 MAX_BULK_ENTITIES = 20
@@ -79,6 +86,7 @@ class PortClient:
         self._token_deadline = 0.0
         self._token_lock = threading.Lock()
         self._session = pooled_session(pool_size, ca_bundle, {})
+        self._window = RateWindow(reserve=2, stop=budget.stop)
 
     def close(self) -> None:
         self._session.close()
@@ -126,6 +134,8 @@ class PortClient:
                 token = self._bearer()
                 headers["Authorization"] = f"Bearer {token}"
             self.stats.requests[_route_kind(method, path)] += 1
+            if authorised:
+                self._window.acquire()
             try:
                 response = self._session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
@@ -134,6 +144,7 @@ class PortClient:
                 detail, wait_hint = f"connection failed ({type(exc).__name__})", None
             else:
                 status = response.status_code
+                self._window.observe(response.headers)
                 if status in accept:
                     if _valid_json(response):
                         return response
@@ -233,6 +244,41 @@ class PortClient:
             json_body={"entities": identifiers},
         ).json()
         return list(body.get("deletedEntities") or identifiers)
+
+
+class RateWindow:
+    """Proactive pacing from Port's `x-ratelimit-remaining` / `x-ratelimit-reset` headers: when
+    the window is nearly spent, wait for its reset instead of collecting 429s."""
+
+    def __init__(self, reserve: int, stop: StopSignal) -> None:
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._reset_at = 0.0  # epoch seconds
+        self._blocked_until = 0.0  # every thread waits for the window's reset once it is spent
+        self._reserve = reserve
+        self._stop = stop
+
+    def observe(self, headers: Any) -> None:
+        try:
+            remaining = int(headers["x-ratelimit-remaining"])
+            reset = float(headers["x-ratelimit-reset"])
+        except (KeyError, ValueError):
+            return
+        with self._lock:
+            self._remaining, self._reset_at = remaining, reset
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = time.time()
+            if self._blocked_until <= now and self._remaining is not None:
+                if self._remaining <= self._reserve:
+                    self._blocked_until = now + max(0.0, min(self._reset_at - now, 300.0)) + 0.05
+                    self._remaining = None  # the next answer tells the new window's budget
+                else:
+                    self._remaining -= 1
+            delay = self._blocked_until - now
+        if delay > 0:
+            self._stop.sleep(delay)
 
 
 def _flags(**flags: bool) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Stale-entity deletion with guards, per blueprint (docs/lessons.md §1.1).
 
-For each blueprint the mapping writes: stale = existing in Port minus produced by this run. Deletion
+For each blueprint the mapping writes: stale = existing in Port, not produced by this run. Deletion
 is skipped, with the reason, when anything that feeds the blueprint was incomplete (a failed or
 truncated kind, items that failed mapping or enrichment, a failed lookup it depends on), or when
 the stale share of ALL existing entities passes `entityDeletionThreshold`. A stale entity that a
@@ -30,17 +30,16 @@ class DeletionPlan:
 
 def plan_deletion(
     blueprint: str,
-    existing: Iterable[str],
-    produced: set[str],
+    existing: int,
+    unseen: Iterable[str],
     referenced: set[str],
     *,
     blockers: list[str],
     threshold: float,
     keep_targets: bool,
 ) -> DeletionPlan:
-    existing_ids = list(existing)
-    plan = DeletionPlan(blueprint, len(existing_ids))
-    stale = [identifier for identifier in existing_ids if identifier not in produced]
+    plan = DeletionPlan(blueprint, existing)
+    stale = list(unseen)
     if keep_targets:
         kept = [identifier for identifier in stale if identifier in referenced]
         plan.kept_as_targets = len(kept)

@@ -8,7 +8,6 @@ a set of identifiers per blueprint, not the entities. The same listing serves sk
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +56,9 @@ class BlueprintState:
     blueprint: str
     fieldsets: list[FieldSet]
     found: bool = True
-    fingerprints: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # identifier → fingerprint (an int; a tuple when several resources write this blueprint)
+    fingerprints: dict[str, int | tuple[int, ...]] = field(default_factory=dict)
+    unseen: set[str] = field(default_factory=set)  # existing identifiers this run has not produced
 
     @property
     def include(self) -> list[str]:
@@ -70,20 +71,23 @@ class BlueprintState:
         try:
             for entity in client.search(self.blueprint, self.include):
                 identifier = str(entity.get("identifier"))
-                self.fingerprints[identifier] = tuple(fs.fingerprint(entity) for fs in self.fieldsets)
+                prints = tuple(fs.fingerprint(entity) for fs in self.fieldsets)
+                self.fingerprints[identifier] = prints[0] if len(prints) == 1 else prints
         except ApiError as exc:
             if exc.status != 404:
                 raise
             self.found = False
+        self.unseen = set(self.fingerprints)
+
+    def produced(self, identifier: str) -> None:
+        """This run produced the identifier: it is not stale, whether or not its write succeeds."""
+        self.unseen.discard(identifier)
 
     def verdict(self, identifier: str, body: dict[str, Any], fieldset_index: int) -> str:
         """'create', 'update' or 'unchanged' for an entity about to be written."""
         existing = self.fingerprints.get(identifier)
         if existing is None:
             return "create"
-        mine = self.fieldsets[fieldset_index].fingerprint(body)
-        return "unchanged" if existing[fieldset_index] == mine else "update"
-
-    @property
-    def identifiers(self) -> Iterable[str]:
-        return self.fingerprints.keys()
+        if isinstance(existing, tuple):
+            existing = existing[fieldset_index]
+        return "unchanged" if existing == self.fieldsets[fieldset_index].fingerprint(body) else "update"
