@@ -90,3 +90,24 @@ def test_validate_lists_every_problem_with_its_location(tmp_path: Path) -> None:
     assert "relatedTicket" in result.stderr
     assert "resources[1]" in result.stderr and "title" in result.stderr
     assert "3 problem(s) found" in result.stderr
+
+
+def test_a_bad_filter_is_a_configuration_error_found_before_any_request(tmp_path: Path) -> None:
+    text = (
+        (REPO / "mapping.yaml")
+        .read_text()
+        .replace(
+            '  - kind: alert\n    selector:\n      query: "true"\n',
+            '  - kind: alert\n    selector:\n      query: "true"\n'
+            "      apiQueryParams:\n        createdAtt: yesterday\n",
+        )
+    )
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text)
+    validate = run_cli(["validate", "--mapping", str(path), "--blueprints", str(REPO / "blueprints")])
+    assert validate.exit_code == 2, validate.output
+    assert "apiQueryParams.createdAtt: unknown filter" in validate.stderr
+    env = {**BASE_ENV, "PORT_BASE_URL": "http://127.0.0.1:9", "OPSGENIE_API_URL": "http://127.0.0.1:9"}
+    result = run_cli(["sync", "--mapping", str(path), "--blueprints", str(REPO / "blueprints"), "--no-env-file"], env)
+    assert result.exit_code == 2, result.output
+    assert "createdAtt" in result.stderr and "connection" not in result.output

@@ -35,7 +35,7 @@ from opsgenie_export.report import (
     write_summary_json,
 )
 from opsgenie_export.settings import Options, Settings, resolve
-from opsgenie_export.sync import Events, RunOptions, run_sync
+from opsgenie_export.sync import Events, RunOptions, resource_query, run_sync
 from opsgenie_export.transport import StopSignal
 
 HELP = """Mirror an Opsgenie account into Port's software catalog in one run.
@@ -180,9 +180,10 @@ def validate(
         blueprint_files = load_blueprints(settings.blueprints_dir)
     except ConfigError as exc:
         _fail(console, exc, ExitCode.CONFIG)
-    problems = validate_mapping_file(settings.mapping_path, blueprint_files)
+    problems = [f"{p.location}: {p.message}" for p in validate_mapping_file(settings.mapping_path, blueprint_files)]
+    problems += _query_problems(settings.mapping_path)
     for problem in problems:
-        console.print(f"{settings.mapping_path}: {problem.location}: {problem.message}", markup=False)
+        console.print(f"{settings.mapping_path}: {problem}", markup=False)
     if problems:
         console.print(f"{len(problems)} problem(s) found", markup=False, style="red")
         raise typer.Exit(int(ExitCode.CONFIG))
@@ -193,10 +194,27 @@ def _prepare(settings: Settings) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
     """Everything that can fail on configuration, checked before any request (exit 2)."""
     config = load_mapping(settings.mapping_path)
     compiled = compile_mapping(config)
+    for resource in config.resources:
+        resource_query(resource)  # a bad apiQueryParams is a configuration error, found now
     if not settings.blueprints_dir.is_dir():
         raise ConfigError(f"--blueprints {settings.blueprints_dir}: folder not found")
     blueprint_files = load_blueprints(settings.blueprints_dir)
     return config, compiled, blueprint_files
+
+
+def _query_problems(mapping_path: Path) -> list[str]:
+    """Selector filters that cannot become an Opsgenie query (when the mapping itself loads)."""
+    try:
+        config = load_mapping(mapping_path)
+    except ConfigError:
+        return []  # already listed by validate_mapping_file
+    problems = []
+    for resource in config.resources:
+        try:
+            resource_query(resource)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _run_with_signals(run: Any) -> RunOutcome:

@@ -176,17 +176,14 @@ class _Run:
             self.events.resource_done(stats)
 
     def one_resource(self, resource: ResourceConfig, compiled: CompiledResource, stats: ResourceStats) -> None:
-        where = f"resources[{resource.index}] (kind {resource.kind})"
-        query = ""
-        if resource.kind in QUERY_KINDS:
-            query = build_query(resource.selector.api_query_params, resource.selector.opsgenie_query, where)
+        query = resource_query(resource)
         keys = keys_for(resource.kind, compiled.referenced_keys(), resource.selector.include_members)
         self.keys_by_resource[resource.index] = keys
         pages, incomplete = self._pages(resource.kind, query)
         for page in pages:
             self.stop.check()
             stats.add("fetched", len(page))
-            for item, problem in enrich_page(self.lookups, keys, page):
+            for item, problem in enrich_page(self.lookups, keys, page, resource.kind):
                 if problem:
                     _fail_unprocessed(stats, f"{resource.kind} {_item_id(item)}: {problem}")
                     continue
@@ -327,6 +324,14 @@ class _Run:
         if any(r.kind == kind and r.status != "ok" for r in self.outcome.resources):
             return True
         return self.lookups.listing_failed(kind)
+
+
+def resource_query(resource: ResourceConfig) -> str:
+    """The Opsgenie search query of a resource's selector; ConfigError names a bad filter."""
+    if resource.kind not in QUERY_KINDS:
+        return ""
+    where = f"resources[{resource.index}] (kind {resource.kind})"
+    return build_query(resource.selector.api_query_params, resource.selector.opsgenie_query, where)
 
 
 def _fail_unprocessed(stats: ResourceStats, message: str) -> None:

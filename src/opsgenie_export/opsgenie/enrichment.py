@@ -26,7 +26,7 @@ KEYS_BY_KIND: dict[str, frozenset[str]] = {
     "service": frozenset({"__team", "__incidents", "__oncalls"}),
     "incident": frozenset({"__impactedServices"}),
     "alert": frozenset({"__relatedIncident"}),
-    "team": frozenset({"__members"}),
+    "team": frozenset({"__members", "__oncalls"}),
     "schedule": frozenset({"__currentOncalls"}),
     "schedule-oncall": frozenset({"__currentOncalls"}),
 }
@@ -132,6 +132,19 @@ class Lookups:
 
         return self._once.get("incidents_by_service", build)
 
+    def schedules_by_team(self) -> dict[str, list[dict[str, Any]]]:
+        """Every schedule each team owns, in listing order."""
+
+        def build() -> dict[str, list[dict[str, Any]]]:
+            index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for schedule in self._complete("schedule", "__oncalls"):
+                team_id = (schedule.get("ownerTeam") or {}).get("id")
+                if team_id:
+                    index[team_id].append(schedule)
+            return dict(index)
+
+        return self._once.get("schedules_by_team", build)
+
     def schedule_by_team(self) -> dict[str, dict[str, Any]]:
         """The first schedule each team owns (Port's historical `__oncalls` rule)."""
 
@@ -232,6 +245,20 @@ def _oncalls(lookups: Lookups, item: dict[str, Any]) -> None:
             item["__oncalls"] = oncall
 
 
+def _team_oncalls(lookups: Lookups, item: dict[str, Any]) -> None:
+    """On a team: who is on call across ALL the schedules it owns (Port's default mapping writes
+    this from `schedule-oncall`, where a team with two schedules collides on one entity)."""
+    oncalls = lookups.oncalls()
+    schedules = lookups.schedules_by_team().get(item.get("id") or "", [])
+    recipients: list[str] = []
+    for schedule in schedules:
+        for name in (oncalls.get(schedule["id"]) or {}).get("onCallRecipients") or []:
+            if name not in recipients:
+                recipients.append(name)
+    parents = [{k: schedule.get(k) for k in ("id", "name", "enabled")} for schedule in schedules]
+    item["__oncalls"] = {"schedules": parents, "onCallRecipients": recipients}
+
+
 def _impacted_services(lookups: Lookups, item: dict[str, Any]) -> None:
     """Always a list (Port's old integration left the key out when empty, which made the
     documented `[.__impactedServices[] | …]` mapping fail on such incidents)."""
@@ -266,6 +293,10 @@ ENRICHERS: dict[str, Enricher] = {
 }
 
 
+# Where a key means something else on another kind.
+ENRICHERS_BY_KIND: dict[tuple[str, str], Enricher] = {("team", "__oncalls"): _team_oncalls}
+
+
 def keys_for(kind: str, referenced: Iterable[str], include_members: bool = False) -> tuple[str, ...]:
     """The enrichment keys to compute for a resource: those its mapping mentions, valid for its kind."""
     wanted = set(referenced) & KEYS_BY_KIND.get(kind, frozenset())
@@ -275,7 +306,7 @@ def keys_for(kind: str, referenced: Iterable[str], include_members: bool = False
 
 
 def enrich_page(
-    lookups: Lookups, keys: tuple[str, ...], items: list[dict[str, Any]]
+    lookups: Lookups, keys: tuple[str, ...], items: list[dict[str, Any]], kind: str = ""
 ) -> list[tuple[dict[str, Any], str | None]]:
     """Each item with the keys added — as a shallow copy, since listings are shared and must stay
     raw — and None or why it cannot be enriched."""
@@ -290,7 +321,7 @@ def enrich_page(
         item, problem = dict(raw), None
         for key in keys:
             try:
-                ENRICHERS[key](lookups, item)
+                ENRICHERS_BY_KIND.get((kind, key), ENRICHERS[key])(lookups, item)
             except EnrichmentUnavailable as exc:
                 problem = str(exc)
                 break
