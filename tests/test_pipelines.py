@@ -102,6 +102,7 @@ def test_command_extraction_finds_the_commands_and_nothing_else() -> None:
     assert commands_in(README) == [
         ["sync", "--initialize-port-resources", "--summary-json", "summary.json"],
         ["validate", "--mapping", "mapping.yaml", "--blueprints", "blueprints/"],
+        ["serve", "--port", "8000"],
         ["sync", "--summary-json", "opsgenie-export-summary.json"],
     ]
     for path in PIPELINES:
