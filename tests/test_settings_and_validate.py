@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from opsgenie_export.errors import ConfigError
 from opsgenie_export.settings import Options, resolve
 
-from conftest import REPO, run_cli
+from conftest import REPO, Sandbox, run_cli
 
 BASE_ENV = {"OPSGENIE_API_TOKEN": "tok-123456", "PORT_CLIENT_ID": "id", "PORT_CLIENT_SECRET": "sec-123456"}
 
@@ -111,3 +112,19 @@ def test_a_bad_filter_is_a_configuration_error_found_before_any_request(tmp_path
     result = run_cli(["sync", "--mapping", str(path), "--blueprints", str(REPO / "blueprints"), "--no-env-file"], env)
     assert result.exit_code == 2, result.output
     assert "createdAtt" in result.stderr and "connection" not in result.output
+
+
+def test_validate_from_port_checks_the_live_blueprints(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    env = seed_sandbox.env
+    args = ["validate", "--mapping", str(REPO / "mapping.yaml"), "--from-port"]
+    missing = run_cli(args, env)  # Port has no blueprint yet
+    assert missing.exit_code == 2, missing.output
+    assert "opsGenieService" in missing.stderr
+    for name in ("opsGenieService", "opsGenieIncident", "opsGenieAlert"):
+        seed_sandbox.port.add_blueprint(json.loads((REPO / "blueprints" / f"{name}.json").read_text()))
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    assert "valid against 3 blueprints in Port" in result.stderr
+    refused = run_cli(args, {**env, "PORT_CLIENT_SECRET": "wrong-secret-99"})
+    assert refused.exit_code == 3, refused.output
+    assert "wrong-secret-99" not in refused.output

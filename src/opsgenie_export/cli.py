@@ -17,10 +17,11 @@ import typer
 
 from opsgenie_export import __version__
 from opsgenie_export.ci import publish
-from opsgenie_export.errors import ConfigError, ExportError
+from opsgenie_export.errors import AuthError, ConfigError, ExportError
 from opsgenie_export.exit_codes import ExitCode
 from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping, validate_mapping_file
 from opsgenie_export.outcome import RunOutcome
+from opsgenie_export.port.client import PortClient
 from opsgenie_export.report import (
     JsonEvents,
     RichEvents,
@@ -36,7 +37,7 @@ from opsgenie_export.report import (
 )
 from opsgenie_export.settings import Options, Settings, resolve
 from opsgenie_export.sync import Events, RunOptions, resource_query, run_sync
-from opsgenie_export.transport import StopSignal
+from opsgenie_export.transport import StopSignal, WaitBudget
 
 HELP = """Mirror an Opsgenie account into Port's software catalog in one run.
 
@@ -170,16 +171,29 @@ def sync(
 def validate(
     mapping: MappingOpt = None,
     blueprints: BlueprintsOpt = None,
+    from_port: Annotated[
+        bool,
+        typer.Option("--from-port", help="Check against Port's blueprints (needs PORT_CLIENT_ID/SECRET)."),
+    ] = False,
+    env_file: EnvFile = None,
+    no_env_file: NoEnvFile = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
 ) -> None:
-    """Check a mapping offline: YAML, kinds, JQ, and properties/relations against the blueprints."""
+    """Check a mapping: YAML, kinds, JQ, filters, and properties/relations against the blueprints
+    of the blueprints folder (offline) or of Port (--from-port)."""
     color = not no_color and not os.environ.get("NO_COLOR")
     console = make_console(sys.stderr, color=color)
+    options = Options(mapping=mapping, blueprints=blueprints, env_file=env_file, no_env_file=no_env_file)
     try:
-        settings = resolve(Options(mapping=mapping, blueprints=blueprints, no_env_file=True), need_credentials=False)
-        blueprint_files = load_blueprints(settings.blueprints_dir)
+        settings = resolve(options, need_credentials=False)
+        console = make_console(redacting(sys.stderr, settings.secrets), color=color)
+        blueprint_files = _port_blueprints(settings) if from_port else load_blueprints(settings.blueprints_dir)
     except ConfigError as exc:
         _fail(console, exc, ExitCode.CONFIG)
+    except AuthError as exc:
+        _fail(console, exc, ExitCode.AUTH)
+    except ExportError as exc:
+        _fail(console, exc, ExitCode.PARTIAL)
     problems = [f"{p.location}: {p.message}" for p in validate_mapping_file(settings.mapping_path, blueprint_files)]
     problems += _query_problems(settings.mapping_path)
     for problem in problems:
@@ -187,7 +201,20 @@ def validate(
     if problems:
         console.print(f"{len(problems)} problem(s) found", markup=False, style="red")
         raise typer.Exit(int(ExitCode.CONFIG))
-    console.print(f"{settings.mapping_path}: valid against {len(blueprint_files)} blueprints", markup=False)
+    where = "in Port" if from_port else "in the blueprints folder"
+    console.print(f"{settings.mapping_path}: valid against {len(blueprint_files)} blueprints {where}", markup=False)
+
+
+def _port_blueprints(settings: Settings) -> dict[str, dict[str, Any]]:
+    if not settings.port_client_id or not settings.port_client_secret:
+        raise ConfigError("--from-port needs PORT_CLIENT_ID and PORT_CLIENT_SECRET (environment or .env)")
+    client = PortClient(
+        settings.port_url, settings.port_client_id, settings.port_client_secret, budget=WaitBudget(60.0)
+    )
+    try:
+        return client.list_blueprints()
+    finally:
+        client.close()
 
 
 def _prepare(settings: Settings) -> tuple[Any, Any, dict[str, dict[str, Any]]]:

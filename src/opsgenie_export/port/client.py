@@ -175,6 +175,10 @@ class PortClient:
                 return None
             raise
 
+    def list_blueprints(self) -> dict[str, dict[str, Any]]:
+        body = self._send("GET", "/v1/blueprints").json()
+        return {bp["identifier"]: bp for bp in body.get("blueprints") or []}
+
     def create_blueprint(self, blueprint: dict[str, Any]) -> None:
         self._send("POST", "/v1/blueprints", json_body=blueprint)
 
