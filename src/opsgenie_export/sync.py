@@ -341,10 +341,12 @@ def _fail_unprocessed(stats: ResourceStats, message: str) -> None:
 
 def _fetch_failure(resource: ResourceConfig, exc: ApiError) -> str:
     if isinstance(exc, PlanRestrictedError):
+        keys = sorted(key for key, kinds in KEY_SOURCES.items() if resource.kind in kinds)
+        plan = " (the Incident API needs a Standard or Enterprise plan)" if resource.kind == "incident" else ""
+        needing = f" and the enrichment keys that need it ({', '.join(keys)})" if keys else ""
         return (
-            f"Opsgenie refused the {resource.kind} API for this account or key ({exc}); the Incident API needs a "
-            "Standard or Enterprise plan — remove this resource and the enrichment keys that need it "
-            "(__incidents, __relatedIncident) from the mapping"
+            f"Opsgenie refused the {resource.kind} API for this account or key ({exc}){plan}; "
+            f"remove this resource{needing} from the mapping"
         )
     return f"fetch failed: {exc}"
 
