@@ -106,8 +106,7 @@ class PortClient:
 
     def _request_token(self) -> tuple[str, float]:
         self.stats.token_requests += 1
-        response = self._send("POST", "/v1/auth/access_token", json_body=self._credentials, authorised=False)
-        body = response.json()
+        _, body = self._send("POST", "/v1/auth/access_token", json_body=self._credentials, authorised=False)
         return body["accessToken"], float(body.get("expiresIn", 10800))
 
     # -- core request loop -------------------------------------------------------------------
@@ -121,7 +120,8 @@ class PortClient:
         data: bytes | None = None,
         authorised: bool = True,
         accept: tuple[int, ...] = (200, 201),
-    ) -> requests.Response:
+    ) -> tuple[int, Any]:
+        """(status, decoded body) of the first accepted answer; the body is decoded once."""
         url = f"{self.base_url}{path}"
         if data is None and json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
@@ -146,8 +146,9 @@ class PortClient:
                 status = response.status_code
                 self._window.observe(response.headers)
                 if status in accept:
-                    if _valid_json(response):
-                        return response
+                    valid, body = _decoded(response)
+                    if valid:
+                        return status, body
                     detail, wait_hint = "truncated or invalid JSON body", None
                 elif status == 401 and authorised and not refreshed:
                     self._bearer(rejected=token)
@@ -169,14 +170,14 @@ class PortClient:
     # -- blueprints --------------------------------------------------------------------------
     def get_blueprint(self, identifier: str) -> dict[str, Any] | None:
         try:
-            return self._send("GET", f"/v1/blueprints/{identifier}").json()["blueprint"]
+            return self._send("GET", f"/v1/blueprints/{identifier}")[1]["blueprint"]
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     def list_blueprints(self) -> dict[str, dict[str, Any]]:
-        body = self._send("GET", "/v1/blueprints").json()
+        _, body = self._send("GET", "/v1/blueprints")
         return {bp["identifier"]: bp for bp in body.get("blueprints") or []}
 
     def create_blueprint(self, blueprint: dict[str, Any]) -> None:
@@ -191,14 +192,14 @@ class PortClient:
     ) -> BulkResult:
         """One bulk request (≤20 entities, ≤1 MiB); per-entity outcomes read from 200/207."""
         params = _flags(upsert=True, merge=merge, create_missing_related_entities=create_missing)
-        response = self._send(
+        status, body = self._send(
             "POST",
             f"/v1/blueprints/{blueprint}/entities/bulk",
             params=params,
             json_body={"entities": entities},
             accept=(200, 207),
         )
-        body = response.json()
+        body = body or {}
         result = BulkResult()
         for entry in body.get("errors") or []:
             index = entry.get("index")
@@ -216,7 +217,7 @@ class PortClient:
             elif index not in result.failed:
                 result.failed[index] = EntityError(
                     str(entity.get("identifier")),
-                    response.status_code,
+                    status,
                     "missing_result",
                     "Port returned no result for this entity",
                 )
@@ -232,7 +233,7 @@ class PortClient:
         if include:
             body["include"] = include
         while True:
-            page = self._send("POST", f"/v1/blueprints/{blueprint}/entities/search", json_body=body).json()
+            _, page = self._send("POST", f"/v1/blueprints/{blueprint}/entities/search", json_body=body)
             yield from page.get("entities") or []
             cursor = page.get("next")
             if not cursor:
@@ -246,8 +247,8 @@ class PortClient:
             f"/v1/blueprints/{blueprint}/bulk/entities/delete",
             params=params,
             json_body={"entities": identifiers},
-        ).json()
-        return list(body.get("deletedEntities") or identifiers)
+        )[1]
+        return list((body or {}).get("deletedEntities") or identifiers)
 
 
 class RateWindow:
@@ -303,14 +304,14 @@ def _route_kind(method: str, path: str) -> str:
     return "blueprint"
 
 
-def _valid_json(response: requests.Response) -> bool:
+def _decoded(response: requests.Response) -> tuple[bool, Any]:
+    """(valid, body): an empty body is valid (None); a truncated one is not."""
     if not response.content:
-        return True
+        return True, None
     try:
-        response.json()
+        return True, response.json()
     except ValueError:
-        return False
-    return True
+        return False, None
 
 
 def _wait_hint(response: requests.Response) -> float | None:
