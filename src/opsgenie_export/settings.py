@@ -2,7 +2,7 @@
 
 Accepted names are the ones users of Port's integration already have (docs/ocean-compatibility.md
 §7) next to the plain `OPSGENIE_*` / `PORT_*` names. `Settings.sources` records which name each
-value came from so `--show-config` can explain a run without ever printing a secret.
+value came from, and `Settings.describe()` shows them with secrets masked.
 """
 
 from __future__ import annotations

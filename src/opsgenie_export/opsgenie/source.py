@@ -53,7 +53,6 @@ class Listing:
     query: str = ""
     truncated: bool = False
     truncation_reason: str = ""
-    pages: int = 0
     pool: Executor | None = None  # fetch `parallel` pages at once when given
     parallel: int = 1
     _started: bool = field(default=False, repr=False)
@@ -71,7 +70,6 @@ class Listing:
             yield self._get(dict(self.endpoint.params))["data"] or []
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.pages += 1
         return self.client.get(self.endpoint.path, params, domain=self.endpoint.domain)
 
     def _envelopes(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
