@@ -59,6 +59,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith(CREDENTIAL_PREFIXES):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # the link cache stays in the test
     monkeypatch.chdir(tmp_path)
 
 

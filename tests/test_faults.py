@@ -212,6 +212,25 @@ def test_port_unreachable_exits_1_quickly_and_touches_nothing(sandbox: Sandbox, 
     assert sandbox.opsgenie.count() == 0
 
 
+def test_port_search_failing_stops_the_run_with_nothing_written_or_deleted(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Port's state is read in the background while Opsgenie is listed: when that read fails for
+    good, no entity is written (nothing can be compared) and nothing is deleted."""
+    stale = _stale(sandbox, 3)
+    sandbox.port.faults.add(FaultRule(path=r"/blueprints/opsGenieAlert/entities/search$", status=500))
+    result, data = _sync(sandbox, tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "could not read the entities Port holds" in result.stderr
+    assert "opsGenieAlert" in result.stderr
+    assert data["fatal"].startswith("could not read the entities Port holds")
+    assert set(sandbox.port.entities[ALERT_BP]) == stale  # still there, and nothing new
+    assert not sandbox.port.entities.get(SERVICE_BP) and not sandbox.port.entities.get(INCIDENT_BP)
+    assert not [
+        e
+        for e in sandbox.port.requests()
+        if e.method in ("POST", "DELETE") and "/entities" in e.path and "search" not in e.path
+    ]
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_the_run_before_any_deletion(tmp_path: Path, signum: int, code: int) -> None:
     box = start_sandbox(_account(), latency=0.05)

@@ -57,6 +57,22 @@ def test_no_env_file_ignores_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         resolve(Options(no_env_file=True), env)
 
 
+def test_cache_dir_option_beats_environment_beats_xdg_beats_home(tmp_path: Path) -> None:
+    base = Options(no_env_file=True)
+    home = resolve(base, BASE_ENV).cache_dir
+    assert home == Path.home() / ".cache" / "opsgenie-export"
+    xdg = {**BASE_ENV, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    assert resolve(base, xdg).cache_dir == tmp_path / "xdg" / "opsgenie-export"
+    env = {**xdg, "OPSGENIE_EXPORT_CACHE_DIR": str(tmp_path / "env")}
+    settings = resolve(base, env)
+    assert settings.cache_dir == tmp_path / "env"
+    assert settings.sources["cache_dir"] == "env OPSGENIE_EXPORT_CACHE_DIR"
+    assert resolve(Options(no_env_file=True, cache_dir=tmp_path / "opt"), env).cache_dir == tmp_path / "opt"
+    off = resolve(Options(no_env_file=True, no_cache=True, cache_dir=tmp_path / "opt"), env)
+    assert off.cache_dir is None
+    assert off.describe()["cache_dir"].startswith("off")
+
+
 def test_secrets_never_appear_in_repr_or_description() -> None:
     settings = resolve(Options(no_env_file=True), BASE_ENV)
     shown = repr(settings) + str(settings.describe()) + repr(Options(opsgenie_token="tok-123456"))

@@ -104,6 +104,13 @@ def sync(
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
     ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for private certificate authorities.")] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where alert→incident links are kept between runs (default ~/.cache/opsgenie-export)."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Ask every incident for its alerts; read and write no cache.")
+    ] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Write the run's summary as JSON to this file.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Concurrent requests per API.")] = 4,
     max_wait: Annotated[
@@ -136,6 +143,8 @@ def sync(
         env_file=env_file,
         no_env_file=no_env_file,
         ca_bundle=ca_bundle,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
     )
     color = not no_color and not os.environ.get("NO_COLOR")
     console = make_console(redacting(sys.stderr, ()), color=color)

@@ -28,6 +28,10 @@ class ApiError(ExportError):
         self.request_id = request_id
 
 
+class PortStateError(ExportError):
+    """Port's current entities could not be read: nothing can be compared, so the run stops."""
+
+
 class PlanRestrictedError(ApiError):
     """The account's plan or the key's rights exclude an endpoint (Opsgenie 402/403 on a list)."""
 

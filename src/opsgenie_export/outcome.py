@@ -83,6 +83,7 @@ class RunOutcome:
     seconds: float = 0.0
     requests: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, Any] = field(default_factory=dict)  # alert→incident link calls and cache use
 
     def blueprint(self, name: str) -> BlueprintStats:
         if name not in self.blueprints:
@@ -103,6 +104,7 @@ class RunOutcome:
             "resources": [_public(asdict(r)) | {"label": r.label} for r in self.resources],
             "blueprints": [_public(asdict(b)) for b in self.blueprints.values()],
             "requests": self.requests,
+            **({"incidentLinks": self.links} if self.links else {}),
             **({"plan": self.plan} if self.plan else {}),
         }
 

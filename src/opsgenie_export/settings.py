@@ -23,6 +23,7 @@ PORT_CLIENT_ID_NAMES = ("PORT_CLIENT_ID", "OCEAN__PORT__CLIENT_ID")
 PORT_CLIENT_SECRET_NAMES = ("PORT_CLIENT_SECRET", "OCEAN__PORT__CLIENT_SECRET")
 PORT_URL_NAMES = ("PORT_BASE_URL", "PORT_API_URL", "OCEAN__PORT__BASE_URL")
 INITIALIZE_NAMES = ("OCEAN__INITIALIZE_PORT_RESOURCES",)
+CACHE_DIR_NAMES = ("OPSGENIE_EXPORT_CACHE_DIR",)
 
 OPSGENIE_REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
 DEFAULT_PORT_URL = "https://api.getport.io"
@@ -48,6 +49,8 @@ class Options:
     env_file: Path | None = None
     no_env_file: bool = False
     ca_bundle: Path | None = None
+    cache_dir: Path | None = None
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Settings:
     blueprints_dir: Path
     initialize_port_resources: bool
     ca_bundle: Path | None = None
+    cache_dir: Path | None = None  # None: no cache
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -79,6 +83,7 @@ class Settings:
             "mapping": str(self.mapping_path),
             "blueprints": str(self.blueprints_dir),
             "initialize_port_resources": str(self.initialize_port_resources).lower(),
+            "cache_dir": str(self.cache_dir) if self.cache_dir else "off",
         }
         return {key: f"{value}  ({self.sources.get(key, 'default')})" for key, value in shown.items()}
 
@@ -127,6 +132,7 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
     secret = pick("port_client_secret", options.port_client_secret, PORT_CLIENT_SECRET_NAMES, "--port-client-secret")
     port_url = pick("port_url", options.port_url, PORT_URL_NAMES, "--port-url") or DEFAULT_PORT_URL
     initialize = _initialize_flag(options, pick)
+    cache_dir = _cache_dir(options, pick, env)
 
     if need_credentials:
         _require(token, "Opsgenie API token", OPSGENIE_TOKEN_NAMES, "--opsgenie-token")
@@ -148,6 +154,7 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
         blueprints_dir=blueprints_dir,
         initialize_port_resources=initialize,
         ca_bundle=options.ca_bundle,
+        cache_dir=cache_dir,
         sources=sources,
     )
 
@@ -176,6 +183,18 @@ def _initialize_flag(options: Options, pick) -> bool:  # type: ignore[no-untyped
     if word in FALSE_WORDS:
         return False
     raise ConfigError(f"OCEAN__INITIALIZE_PORT_RESOURCES={raw!r}: expected true or false")
+
+
+def _cache_dir(options: Options, pick, env: Mapping[str, tuple[str, str]]) -> Path | None:  # type: ignore[no-untyped-def]
+    """--cache-dir, else OPSGENIE_EXPORT_CACHE_DIR, else $XDG_CACHE_HOME/opsgenie-export, else
+    ~/.cache/opsgenie-export; None with --no-cache."""
+    if options.no_cache:
+        return None
+    chosen = pick("cache_dir", str(options.cache_dir) if options.cache_dir else None, CACHE_DIR_NAMES, "--cache-dir")
+    if chosen:
+        return Path(chosen).expanduser()
+    xdg = env.get("XDG_CACHE_HOME", ("", ""))[0]
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "opsgenie-export"
 
 
 def _require(value: str | None, what: str, names: tuple[str, ...], flag: str) -> None:

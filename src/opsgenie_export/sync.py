@@ -9,16 +9,25 @@ others. Every outcome lands in a RunOutcome; the CLI turns it into the exit code
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsgenie_export.errors import ApiError, AuthError, ExportError, Interrupted, PlanRestrictedError
+from opsgenie_export.errors import (
+    ApiError,
+    AuthError,
+    ExportError,
+    Interrupted,
+    PlanRestrictedError,
+    PortStateError,
+)
 from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.enrichment import KEY_SOURCES, Lookups, enrich_page, keys_for
+from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.query import build_query
 from opsgenie_export.opsgenie.source import PAGE_SIZE, listing
 from opsgenie_export.outcome import ResourceStats, RunOutcome
@@ -75,7 +84,9 @@ def run_sync(
     budget = WaitBudget(options.max_wait, stop or StopSignal())
     port, opsgenie = _clients(settings, options, budget)
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="opsgenie")
-    lookups = Lookups(opsgenie, pool, parallel=min(4, options.workers))
+    port_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="port-state")
+    link_cache = _link_cache(settings)
+    lookups = Lookups(opsgenie, pool, parallel=min(4, options.workers), link_cache=link_cache)
     run = _Run(config, compiled, options, outcome, events, port, lookups, budget.stop)
     try:
         port.authenticate()
@@ -85,7 +96,10 @@ def run_sync(
         learned = opsgenie.learn_rate_limits()
         if learned:
             events.message("debug", "rate_limits", f"pacing Opsgenie domains {', '.join(sorted(learned))}")
-        run.read_port_state()
+        if run.needs_key("__relatedIncident"):  # thousands of calls: start them while Port is read
+            threading.Thread(target=lookups.prefetch_incident_links, name="incident-links", daemon=True).start()
+        run.prepare_states()
+        run.port_state = port_reader.submit(run.load_port_state)
         run.sink = EntitySink(
             port,
             outcome.blueprint,
@@ -94,6 +108,7 @@ def run_sync(
             workers=options.workers,
         )
         run.all_resources()
+        run.port_state_ready()  # relation targets come with it
         run.sink.close(relation_order(run.relation_targets))
         run.reconcile()
     except ExportError as exc:
@@ -102,11 +117,36 @@ def run_sync(
             run.sink.abort()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        port_reader.shutdown(wait=False, cancel_futures=True)
+        _finish_links(lookups, link_cache, outcome, events)
         outcome.seconds = time.monotonic() - started
         outcome.requests = _request_counts(opsgenie, port, budget)
         port.close()
         opsgenie.close()
     return outcome
+
+
+def _link_cache(settings: Settings) -> LinkCache | None:
+    if settings.cache_dir is None:
+        return None
+    return LinkCache.for_account(settings.cache_dir, settings.opsgenie_url, settings.opsgenie_token)
+
+
+def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome, events: Events) -> None:
+    """Keep this run's alert→incident links for the next run, and say what they cost."""
+    links = lookups.links
+    if not (links.stats.asked or links.stats.reused):
+        return
+    links.save()
+    outcome.links = links.stats.to_dict() | {"cache": str(cache.path) if cache else "off"}
+    if cache and cache.problem:
+        events.message("warning", "link_cache", cache.problem)
+    events.message(
+        "info",
+        "incident_links",
+        f"alert→incident links: asked {links.stats.asked} incidents, reused {links.stats.reused} from the cache"
+        + (f", re-asked {links.stats.rechecked}" if links.stats.rechecked else ""),
+    )
 
 
 def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tuple[PortClient, OpsgenieClient]:
@@ -136,20 +176,42 @@ class _Run:
     relation_targets: dict[str, dict[str, str]] = field(default_factory=dict)  # bp → relation → target bp
     keys_by_resource: dict[int, tuple[str, ...]] = field(default_factory=dict)
     plan: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    port_state: Future[None] | None = None  # the background read of Port's state
 
     # -- before: what Port holds ----------------------------------------------------------------
-    def read_port_state(self) -> None:
-        """One paged search per blueprint the mapping writes; relation targets from definitions."""
+    def needs_key(self, key: str) -> bool:
+        return any(
+            key in keys_for(r.kind, c.referenced_keys(), r.selector.include_members)
+            for r, c in zip(self.config.resources, self.compiled, strict=True)
+        )
+
+    def prepare_states(self) -> None:
+        """One state per blueprint the mapping writes, with the fields each resource writes."""
         for resource, compiled in zip(self.config.resources, self.compiled, strict=True):
             for blueprint in sorted(compiled.blueprints_static()):
                 state = self.states.setdefault(blueprint, BlueprintState(blueprint, []))
                 self.fieldset_index[(resource.index, blueprint)] = len(state.fieldsets)
                 state.fieldsets.append(FieldSet.for_mapping(resource.port.entity))
+        for blueprint in self.states:
+            self.outcome.blueprint(blueprint)  # created here: the reader thread only fills them in
+
+    def load_port_state(self) -> None:
+        """One paged search per blueprint; relation targets from definitions. Runs in the
+        background while Opsgenie is read; `port_state_ready` waits for it."""
         for blueprint, state in self.states.items():
             self.stop.check()
             state.load(self.port)
             self.outcome.blueprint(blueprint).existing = len(state.fingerprints)
             self.relation_targets[blueprint] = self._relation_targets(blueprint, state.found)
+
+    def port_state_ready(self) -> None:
+        """Wait for Port's state (raising what stopped its reading); instant once read."""
+        if self.port_state is None:
+            return
+        try:
+            self.port_state.result()
+        except ApiError as exc:
+            raise PortStateError(f"could not read the entities Port holds: {exc}") from exc
 
     def _relation_targets(self, blueprint: str, found: bool) -> dict[str, str]:
         definition = self.options.blueprints.get(blueprint)
@@ -167,7 +229,7 @@ class _Run:
             self.events.resource_started(stats)
             try:
                 self.one_resource(resource, compiled, stats)
-            except (AuthError, Interrupted):
+            except (AuthError, Interrupted, PortStateError):
                 stats.status, stats.reason = "failed", "run stopped"
                 raise
             except ApiError as exc:
@@ -182,6 +244,7 @@ class _Run:
         pages, incomplete = self._pages(resource.kind, query)
         for page in pages:
             self.stop.check()
+            self.port_state_ready()  # verdicts need it; a page it stops is not counted as fetched
             stats.add("fetched", len(page))
             for item, problem in enrich_page(self.lookups, keys, page, resource.kind):
                 if problem:
@@ -272,6 +335,7 @@ class _Run:
 
     # -- after: reconciliation -------------------------------------------------------------------
     def reconcile(self) -> None:
+        self.port_state_ready()
         for blueprint, state in self.states.items():
             self.stop.check()
             stats = self.outcome.blueprint(blueprint)

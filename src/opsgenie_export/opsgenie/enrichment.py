@@ -2,7 +2,8 @@
 
 Never one request per item: a listing is fetched once and shared by every kind and enrichment
 that needs it; team details once per distinct team; on-calls for all schedules in one call; and
-alert→incident links from one `associated-alert-ids` pass over the incidents. Each key is
+alert→incident links from one `associated-alert-ids` pass over the incidents that the link cache
+cannot answer for (links.py). Each key is
 computed only when the mapping mentions it. When a lookup fails, the items that need it fail
 (they are not written), so correct data in Port is never overwritten with blanks.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from opsgenie_export.errors import ApiError, ExportError
 from opsgenie_export.opsgenie.client import OpsgenieClient
+from opsgenie_export.opsgenie.links import IncidentLinks, LinkCache
 from opsgenie_export.opsgenie.source import listing
 
 # Enrichment keys per kind, and the listings (kinds) each key is computed from.
@@ -79,10 +81,17 @@ class _Once:
 class Lookups:
     """Per-run caches over the Opsgenie API. Thread-safe; everything is fetched on first use."""
 
-    def __init__(self, client: OpsgenieClient, pool: ThreadPoolExecutor, parallel: int = 1) -> None:
+    def __init__(
+        self,
+        client: OpsgenieClient,
+        pool: ThreadPoolExecutor,
+        parallel: int = 1,
+        link_cache: LinkCache | None = None,
+    ) -> None:
         self.client = client
         self.pool = pool  # never used by a task it runs (no nested submits), so it cannot deadlock
         self.parallel = parallel  # list pages fetched at once
+        self.links = IncidentLinks(self._associated_alerts, pool, max(1, parallel), link_cache)
         self._once = _Once()
         self._incomplete_kinds: set[str] = set()
 
@@ -189,19 +198,20 @@ class Lookups:
             with contextlib.suppress(EnrichmentUnavailable):
                 future.result()
 
-    def incident_by_alert(self) -> dict[str, dict[str, Any]]:
-        """alert id → the incident whose associated alerts contain it (one pass over incidents)."""
+    def incident_links(self) -> IncidentLinks:
+        """Alert→incident links over every listed incident, built once (see links.py)."""
 
-        def build() -> dict[str, dict[str, Any]]:
-            incidents = self._complete("incident", "__relatedIncident")
-            index: dict[str, dict[str, Any]] = {}
-            futures = [(incident, self.pool.submit(self._associated_alerts, incident["id"])) for incident in incidents]
-            for incident, future in futures:
-                for alert_id in future.result():
-                    index.setdefault(alert_id, incident)
-            return index
+        def build() -> IncidentLinks:
+            self.links.build(self._complete("incident", "__relatedIncident"))
+            return self.links
 
-        return self._once.get("incident_by_alert", build)
+        return self._once.get("incident_links", build)
+
+    def prefetch_incident_links(self) -> None:
+        """Build the links now (e.g. in a background thread); a failure stays memoised for the
+        items that need them."""
+        with contextlib.suppress(Exception):
+            self.incident_links()
 
     def _associated_alerts(self, incident_id: str) -> list[str]:
         alert_ids: list[str] = []
@@ -213,6 +223,8 @@ class Lookups:
                     f"/v1/incidents/{incident_id}/associated-alert-ids", params, domain="incident"
                 )
             except ApiError as exc:
+                if exc.status == 404:
+                    return []  # deleted since it was listed: it links no alert any more
                 raise EnrichmentUnavailable(
                     f"__relatedIncident: associated alerts of incident {incident_id}: {exc}"
                 ) from exc
@@ -268,7 +280,7 @@ def _impacted_services(lookups: Lookups, item: dict[str, Any]) -> None:
 
 
 def _related_incident(lookups: Lookups, item: dict[str, Any]) -> None:
-    incident = lookups.incident_by_alert().get(item.get("id"))
+    incident = lookups.incident_links().incident_for(item)
     if incident is not None:
         item["__relatedIncident"] = incident
 

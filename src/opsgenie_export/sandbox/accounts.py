@@ -237,6 +237,18 @@ class Account:
                 self.versions["incidents"] += 1
             return removed
 
+    def update_incident(self, incident_id: str, **changes: Any) -> Item:
+        """Replace an incident by a copy with `changes` applied; its associated alerts stay."""
+        with self.lock:
+            current = self._incidents.by_id.get(incident_id)
+            if current is None:
+                raise KeyError(incident_id)
+            self._incidents.remove(incident_id)
+            updated = {**current, **changes}
+            self._incidents.add(updated)
+            self.versions["incidents"] += 1
+            return updated
+
     def find_incident(self, identifier: str, identifier_type: str = "id") -> Item | None:
         with self.lock:
             index = {"id": self._incidents.by_id, "tiny": self._incidents.by_tiny}
@@ -246,6 +258,8 @@ class Account:
         return self._incidents.range(lo_ms, hi_ms)
 
     def associate(self, incident_id: str, alert_id: str) -> None:
+        """Link an alert to an incident. The incident's `updatedAt` is left alone: whether Opsgenie
+        moves it is unverified, and the stricter assumption is that it does not."""
         with self.lock:
             self.associated_alerts.setdefault(incident_id, []).append(alert_id)
             self.versions["incidents"] += 1

@@ -108,8 +108,13 @@ def build_account(args: argparse.Namespace) -> Account:
 
 
 def account_sizes(account: Account) -> dict[str, int]:
-    """Sizes, plus what a request floor needs: distinct teams of services, associated-alert-id pages."""
+    """Sizes, plus what a request floor needs: distinct teams of services, associated-alert-id
+    pages (of all incidents, and of the open ones, which a warm link cache still asks)."""
     associated = account.associated_alerts
+
+    def pages(incident: dict[str, object]) -> int:
+        return max(1, math.ceil(len(associated.get(str(incident["id"]), ())) / ASSOCIATED_PAGE))
+
     return {
         "alerts": len(account.alerts),
         "incidents": len(account.incidents),
@@ -120,9 +125,8 @@ def account_sizes(account: Account) -> dict[str, int]:
         "escalations": len(account.escalations),
         "serviceTeams": len({s.get("teamId") for s in account.services if s.get("teamId")}),
         "associatedAlerts": sum(len(ids) for ids in associated.values()),
-        "associatedAlertIdPages": sum(
-            max(1, math.ceil(len(associated.get(i["id"], ())) / ASSOCIATED_PAGE)) for i in account.incidents
-        ),
+        "associatedAlertIdPages": sum(pages(i) for i in account.incidents),
+        "associatedAlertIdPagesOpen": sum(pages(i) for i in account.incidents if i.get("status") == "open"),
     }
 
 
