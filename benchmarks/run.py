@@ -114,6 +114,7 @@ class Emulators:
         if spec.get("port_rate_limit"):
             args += ["--port-rate-limit", spec["port_rate_limit"]]
         args += ["--error-rate", str(spec.get("error_rate", 0.0)), "--drop-rate", str(spec.get("drop_rate", 0.0))]
+        self.cache_dir = Path(tempfile.mkdtemp(prefix="link-cache-", dir=workdir))  # a first run starts cold
         self.stderr_path = workdir / "emulators.stderr"
         self._stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
@@ -200,7 +201,7 @@ def run_sync(emulators: Emulators, workdir: Path, label: str, timeout: float, ex
         sys.executable, "-m", "opsgenie_export", "sync",
         "--mapping", str(MAPPING), "--blueprints", str(BLUEPRINTS), "--initialize-port-resources",
         "--summary-json", str(summary_path), "--no-env-file", "--quiet", "--no-color",
-        "--cache-dir", str(workdir / "cache"), *extra,
+        "--cache-dir", str(emulators.cache_dir), *extra,
     ]  # fmt: skip
     with stderr_path.open("w") as stderr, (workdir / f"{label}.stdout").open("w") as stdout:
         started = time.monotonic()

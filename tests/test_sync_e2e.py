@@ -138,3 +138,31 @@ def write_mapping(tmp: Path, text: str) -> Path:
 
 def load_summary(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+def test_colliding_identifiers_fail_the_later_items_and_block_deletion(
+    generated_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """An alert identifier mapped from a non-unique field: the first alert of each value is
+    written, every later one fails naming the collision, and the run exits 1 without deleting."""
+    mapping = (
+        (REPO / "mapping.yaml")
+        .read_text()
+        .replace(
+            "identifier: .id\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
+            "identifier: .priority\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
+        )
+    )
+    assert "identifier: .priority" in mapping
+    path = write_mapping(tmp_path, mapping)
+    summary = tmp_path / "summary.json"
+    result = run_cli(sync_args("--mapping", str(path), "--summary-json", str(summary)), generated_sandbox.env)
+    assert result.exit_code == 1, result.output
+    alerts = generated_sandbox.account.alerts
+    priorities = {a["priority"] for a in alerts}
+    assert set(generated_sandbox.port.entities["opsGenieAlert"]) == priorities
+    [alert_stats] = [r for r in load_summary(summary)["resources"] if r["kind"] == "alert"]
+    assert alert_stats["failed"] == len(alerts) - len(priorities)
+    assert "identifier collision" in result.output
+    [bp] = [b for b in load_summary(summary)["blueprints"] if b["blueprint"] == "opsGenieAlert"]
+    assert bp["deletion"].startswith("skipped") and bp["deleted"] == 0

@@ -33,7 +33,7 @@ from opsgenie_export.opsgenie.source import PAGE_SIZE, listing
 from opsgenie_export.outcome import ResourceStats, RunOutcome
 from opsgenie_export.port.blueprints import initialize_blueprints, relation_order
 from opsgenie_export.port.client import PortClient
-from opsgenie_export.port.identifiers import identifier_problem
+from opsgenie_export.port.identifiers import SeenIdentifiers, identifier_problem
 from opsgenie_export.port.reconcile import execute_deletion, plan_deletion
 from opsgenie_export.port.sink import EntitySink, ItemTicket
 from opsgenie_export.port.state import BlueprintState, FieldSet
@@ -170,8 +170,8 @@ class _Run:
     sink: EntitySink | None = None
     states: dict[str, BlueprintState] = field(default_factory=dict)
     fieldset_index: dict[tuple[int, str], int] = field(default_factory=dict)
-    # hashes of the identifiers each (resource, blueprint) produced: collisions, in 1/3 the memory
-    produced_by: dict[tuple[int, str], set[int]] = field(default_factory=dict)
+    # the identifiers each (resource, blueprint) produced, as 64-bit hashes: collisions
+    produced_by: dict[tuple[int, str], SeenIdentifiers] = field(default_factory=dict)
     referenced: dict[str, set[str]] = field(default_factory=dict)  # target blueprint → identifiers
     relation_targets: dict[str, dict[str, str]] = field(default_factory=dict)  # bp → relation → target bp
     keys_by_resource: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -259,7 +259,7 @@ class _Run:
         """Pages of a kind, and a callable telling (after iteration) why it is incomplete, if it is."""
         if kind in SHARED_KINDS:
             shared = self.lookups.shared_listing(kind, query)
-            pages = [shared.items[i : i + PAGE_SIZE] for i in range(0, len(shared.items), PAGE_SIZE)]
+            pages = (shared.items[i : i + PAGE_SIZE] for i in range(0, len(shared.items), PAGE_SIZE))  # decoded lazily
             return pages, lambda: shared.reason if shared.truncated else ""
         stream = listing(self.lookups.client, kind, query, self.lookups.pool, self.lookups.parallel)
         return prefetched(stream, self.stop), lambda: stream.truncation_reason if stream.truncated else ""
@@ -299,13 +299,14 @@ class _Run:
             if problem:
                 return f"{stats.kind} {_item_id(item)}: {entity.blueprint}: {problem}"
             if isinstance(entity.identifier, str):
-                seen = self.produced_by.setdefault((stats.index, entity.blueprint), set())
-                if hash(entity.identifier) in seen:
+                seen = self.produced_by.get((stats.index, entity.blueprint))
+                if seen is None:
+                    seen = self.produced_by[(stats.index, entity.blueprint)] = SeenIdentifiers()
+                if not seen.add(entity.identifier):
                     return (
                         f"{stats.kind} {_item_id(item)}: {entity.blueprint} identifier {entity.identifier!r} was "
                         "already produced by another item of this resource (identifier collision)"
                     )
-                seen.add(hash(entity.identifier))
         return None
 
     def _remember(self, resource_index: int, blueprint: str, body: dict[str, Any]) -> None:

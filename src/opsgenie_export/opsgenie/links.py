@@ -31,7 +31,8 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ DEFAULT_MAX_AGE = 24 * 3600.0
 ALWAYS_ASKED_STATUSES = frozenset({"open"})
 
 
-@dataclass
+@dataclass(slots=True)
 class LinkEntry:
     """What one `associated-alert-ids` pass returned for an incident, and when."""
 
@@ -134,90 +135,90 @@ class LinkStats:
 
 @dataclass
 class IncidentLinks:
-    """alert id → incident, from the associated alerts of every listed incident."""
+    """alert id → incident, from the associated alerts of every listed incident.
+
+    Holds positions in the incident listing, not the incidents: the listing is kept compact and
+    each lookup decodes its own copy."""
 
     fetch_alert_ids: Callable[[str], list[str]]  # one incident's associated alert ids (may raise)
     pool: Executor
-    in_flight: int = 4  # link calls queued in the shared pool at once, so other work interleaves
+    in_flight: int = 8  # link calls queued in the shared pool at once, so other work interleaves
     cache: LinkCache | None = None
     max_age: float = DEFAULT_MAX_AGE
     clock: Callable[[], float] = time.time
     stats: LinkStats = field(default_factory=LinkStats)
-    _by_alert: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _listing: Sequence[dict[str, Any]] = ()
+    _positions: dict[str, int] = field(default_factory=dict)  # incident id → position in the listing
+    _by_alert: dict[str, int] = field(default_factory=dict)  # alert id → incident position
     _entries: dict[str, LinkEntry] = field(default_factory=dict)
     _from_cache: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _slots: threading.BoundedSemaphore | None = None
     _built: bool = False
 
-    def build(self, incidents: Iterable[dict[str, Any]]) -> None:
-        """Ask (concurrently) every incident the cache cannot answer for; raises the first failure."""
+    def build(self, incidents: Sequence[dict[str, Any]]) -> None:
+        """Ask every incident the cache cannot answer for, `in_flight` at a time (thousands of
+        calls queued at once would hold every other task of the pool behind them, and a future
+        each costs memory); raises the first failure."""
         previous = self.cache.load() if self.cache else {}
         now = self.clock()
-        to_ask = []
-        for incident in incidents:
+        self._listing = incidents
+        pending: deque[tuple[str, LinkEntry, Future[list[str]]]] = deque()
+        for position, incident in enumerate(incidents):
             incident_id = incident["id"]
-            self._incidents[incident_id] = incident
+            self._positions[incident_id] = position
             entry = previous.get(incident_id)
             if reusable(entry, incident, now, self.max_age):
                 self._entries[incident_id] = entry  # type: ignore[assignment]
                 self._from_cache.add(incident_id)
                 self.stats.reused += 1
-            else:
-                to_ask.append(incident)
-        futures = [(incident, self._submit(incident["id"])) for incident in to_ask]
-        for incident, future in futures:
-            self._entries[incident["id"]] = self._entry(incident, future.result(), now)
-            self.stats.asked += 1
-        for incident_id, entry in self._entries.items():  # listing order: the first incident wins
-            for alert_id in entry.alert_ids:
-                self._by_alert.setdefault(alert_id, self._incidents[incident_id])
+                continue
+            if len(pending) >= self.in_flight:
+                self._collect(*pending.popleft())
+            fresh = LinkEntry(incident.get("updatedAt"), incident.get("status"), now, [])
+            pending.append((incident_id, fresh, self.pool.submit(self.fetch_alert_ids, incident_id)))
+        while pending:
+            self._collect(*pending.popleft())
+        for incident_id, position in self._positions.items():  # listing order: the first incident wins
+            for alert_id in self._entries[incident_id].alert_ids:
+                self._by_alert.setdefault(alert_id, position)
         self._built = True
 
-    def _submit(self, incident_id: str) -> Future[list[str]]:
-        """Submit once a slot is free: thousands of calls queued at once would hold every other
-        task of the pool (list pages, team details) behind them."""
-        if self._slots is None:
-            self._slots = threading.BoundedSemaphore(self.in_flight)
-        self._slots.acquire()
-        future = self.pool.submit(self.fetch_alert_ids, incident_id)
-        future.add_done_callback(lambda _: self._slots.release())  # type: ignore[union-attr]
-        return future
+    def _collect(self, incident_id: str, entry: LinkEntry, future: Future[list[str]]) -> None:
+        entry.alert_ids = future.result()
+        self._entries[incident_id] = entry
+        self.stats.asked += 1
 
     def incident_for(self, alert: dict[str, Any]) -> dict[str, Any] | None:
         """The alert's incident; a reused entry that misses an alert named after it is asked again."""
         alert_id = alert.get("id")
-        found = self._by_alert.get(alert_id)  # type: ignore[arg-type]
-        if found is not None:
-            return found
-        named = _incident_named_by(alert.get("alias"))
-        if named in self._from_cache:
-            self._recheck(named)  # type: ignore[arg-type]
-            found = self._by_alert.get(alert_id)  # type: ignore[arg-type]
-        return found
+        position = self._by_alert.get(alert_id)  # type: ignore[arg-type]
+        if position is None:
+            named = _incident_named_by(alert.get("alias"))
+            if named in self._from_cache:
+                self._recheck(named)  # type: ignore[arg-type]
+                position = self._by_alert.get(alert_id)  # type: ignore[arg-type]
+        return None if position is None else self._listing[position]
 
     def _recheck(self, incident_id: str) -> None:
         with self._lock:
             if incident_id not in self._from_cache:
                 return  # another thread already asked it
-            incident = self._incidents[incident_id]
-            entry = self._entry(incident, self.fetch_alert_ids(incident_id), self.clock())
-            self._entries[incident_id] = entry
+            position = self._positions[incident_id]
+            incident = self._listing[position]
+            alert_ids = self.fetch_alert_ids(incident_id)
+            self._entries[incident_id] = LinkEntry(
+                incident.get("updatedAt"), incident.get("status"), self.clock(), alert_ids
+            )
             self._from_cache.discard(incident_id)
             self.stats.rechecked += 1
-            for alert_id in entry.alert_ids:
-                self._by_alert.setdefault(alert_id, incident)
+            for alert_id in alert_ids:
+                self._by_alert.setdefault(alert_id, position)
 
     def save(self) -> None:
         """Write the entries of this run (only incidents listed in it) for the next one; nothing
         when the links were never completely built (a failed or interrupted run keeps the old file)."""
         if self.cache is not None and self._built:
             self.cache.save(self._entries)
-
-    @staticmethod
-    def _entry(incident: dict[str, Any], alert_ids: list[str], now: float) -> LinkEntry:
-        return LinkEntry(incident.get("updatedAt"), incident.get("status"), now, alert_ids)
 
 
 def _incident_named_by(alias: Any) -> str | None:
