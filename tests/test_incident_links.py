@@ -219,3 +219,18 @@ def test_cache_file_is_per_account() -> None:
     eu = LinkCache.for_account(Path("/c"), "https://api.eu.opsgenie.com", "key-one")
     assert len({one.path, two.path, eu.path}) == 3
     assert "key-one" not in str(one.path)
+
+
+def test_reuse_rules_one_by_one() -> None:
+    from opsgenie_export.opsgenie.links import LinkEntry, reusable
+
+    incident = {"id": "i-1", "status": "resolved", "updatedAt": "2026-01-01T00:00:00Z"}
+    entry = LinkEntry("2026-01-01T00:00:00Z", "resolved", 1_000_000.0, ["a-1"])
+    assert reusable(entry, incident, 1_000_000.0 + 60, DEFAULT_MAX_AGE)
+    assert not reusable(None, incident, 1_000_060.0, DEFAULT_MAX_AGE)
+    assert not reusable(entry, {**incident, "status": "open"}, 1_000_060.0, DEFAULT_MAX_AGE)
+    assert not reusable(entry, {**incident, "status": "closed"}, 1_000_060.0, DEFAULT_MAX_AGE)
+    assert not reusable(entry, {**incident, "updatedAt": "2026-01-02T00:00:00Z"}, 1_000_060.0, DEFAULT_MAX_AGE)
+    assert not reusable(entry, incident, 1_000_000.0 + DEFAULT_MAX_AGE, DEFAULT_MAX_AGE)
+    assert not reusable(entry, incident, 1_000_000.0 - 60, DEFAULT_MAX_AGE)  # clock went back
+    assert reusable(entry, incident, 1_000_000.0 + DEFAULT_MAX_AGE * 0.49, DEFAULT_MAX_AGE)  # spread starts at half

@@ -69,7 +69,8 @@ def reusable(entry: LinkEntry | None, incident: dict[str, Any], now: float, max_
         return False
     if entry.updated_at != incident.get("updatedAt") or entry.status != incident.get("status"):
         return False
-    return now - entry.fetched_at < max_age * (0.5 + 0.5 * _spread(str(incident.get("id"))))
+    age = now - entry.fetched_at  # negative when the clock went back: not trusted either
+    return 0 <= age < max_age * (0.5 + 0.5 * _spread(str(incident.get("id"))))
 
 
 def _spread(incident_id: str) -> float:
