@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,20 +72,27 @@ def start_sandbox(
     return Sandbox(opsgenie, port, account)
 
 
+@contextmanager
+def running_sandbox(account: Account) -> Iterator[Sandbox]:
+    """Both emulators serving `account` for the duration of the block."""
+    sandbox = start_sandbox(account)
+    try:
+        yield sandbox
+    finally:
+        sandbox.opsgenie.stop()
+        sandbox.port.stop()
+
+
 @pytest.fixture
 def seed_sandbox() -> Iterator[Sandbox]:
-    sandbox = start_sandbox(seed_account())
-    yield sandbox
-    sandbox.opsgenie.stop()
-    sandbox.port.stop()
+    with running_sandbox(seed_account()) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
 def generated_sandbox() -> Iterator[Sandbox]:
-    sandbox = start_sandbox(generate_account(alerts=300, incidents=60, services=25, seed=11))
-    yield sandbox
-    sandbox.opsgenie.stop()
-    sandbox.port.stop()
+    with running_sandbox(generate_account(alerts=300, incidents=60, services=25, seed=11)) as sandbox:
+        yield sandbox
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> CliResult:

@@ -19,7 +19,17 @@ import pytest
 from opsgenie_export.sandbox.accounts import generate_account
 from opsgenie_export.sandbox.server import FaultRule
 
-from conftest import OPSGENIE_KEY, PORT_SECRET, REPO, CliResult, Sandbox, run_cli, start_sandbox, sync_args
+from conftest import (
+    OPSGENIE_KEY,
+    PORT_SECRET,
+    REPO,
+    CliResult,
+    Sandbox,
+    run_cli,
+    running_sandbox,
+    start_sandbox,
+    sync_args,
+)
 
 ALERT_BP, INCIDENT_BP, SERVICE_BP = "opsGenieAlert", "opsGenieIncident", "opsGenieService"
 FAST = ("--retries", "2", "--max-wait", "30")
@@ -31,10 +41,8 @@ def _account() -> Any:
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    box = start_sandbox(_account())
-    yield box
-    box.opsgenie.stop()
-    box.port.stop()
+    with running_sandbox(_account()) as box:
+        yield box
 
 
 def _sync(box: Sandbox, tmp_path: Path, *extra: str) -> tuple[CliResult, dict[str, Any]]:

@@ -18,7 +18,7 @@ import pytest
 from opsgenie_export.opsgenie.links import DEFAULT_MAX_AGE, LinkCache
 from opsgenie_export.sandbox.accounts import generate_account
 
-from conftest import OPSGENIE_KEY, PORT_SECRET, Sandbox, run_cli, start_sandbox, sync_args
+from conftest import OPSGENIE_KEY, PORT_SECRET, Sandbox, run_cli, running_sandbox, sync_args
 
 ALERT_BP = "opsGenieAlert"
 ASSOCIATED = r"associated-alert-ids"
@@ -26,10 +26,8 @@ ASSOCIATED = r"associated-alert-ids"
 
 @pytest.fixture
 def box() -> Iterator[Sandbox]:
-    sandbox = start_sandbox(generate_account(alerts=200, incidents=40, services=10, teams=4, seed=23))
-    yield sandbox
-    sandbox.opsgenie.stop()
-    sandbox.port.stop()
+    with running_sandbox(generate_account(alerts=200, incidents=40, services=10, teams=4, seed=23)) as sandbox:
+        yield sandbox
 
 
 def _sync(box: Sandbox, cache: Path | None, *extra: str) -> tuple[int, dict[str, Any], str]:

@@ -31,7 +31,7 @@ from opsgenie_export.sandbox.accounts import Account, generate_account, iso_to_m
 from opsgenie_export.sandbox.port_emulator import parse_entity
 from opsgenie_export.sandbox.server import FaultRule
 
-from conftest import REPO, Sandbox, run_cli, start_sandbox
+from conftest import REPO, Sandbox, run_cli, running_sandbox, start_sandbox
 
 OCEAN = REPO / "examples" / "ocean"
 OCEAN_MAPPING = OCEAN / "mapping.yaml"
@@ -72,10 +72,8 @@ def _ocean_args(mapping: Path = OCEAN_MAPPING, blueprints: Path = OCEAN_BLUEPRIN
 @pytest.fixture
 def ocean_sandbox() -> Iterator[Sandbox]:
     """A generated account where some teams own two schedules and one schedule has no owner."""
-    sandbox = start_sandbox(generate_account(alerts=300, incidents=60, services=25, teams=10, seed=11))
-    yield sandbox
-    sandbox.opsgenie.stop()
-    sandbox.port.stop()
+    with running_sandbox(generate_account(alerts=300, incidents=60, services=25, teams=10, seed=11)) as sandbox:
+        yield sandbox
 
 
 # -- golden: payload → entities --------------------------------------------------------------------

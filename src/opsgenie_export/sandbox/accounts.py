@@ -201,14 +201,17 @@ class Account:
 
     def update_alert(self, alert_id: str, **changes: Any) -> Item:
         """Replace an alert by a copy with `changes` applied (re-sorted if createdAt changed)."""
+        return self._replace(self._alerts, "alerts", alert_id, changes)
+
+    def _replace(self, timeline: _Timeline, version: str, item_id: str, changes: dict[str, Any]) -> Item:
         with self.lock:
-            current = self._alerts.by_id.get(alert_id)
+            current = timeline.by_id.get(item_id)
             if current is None:
-                raise KeyError(alert_id)
-            self._alerts.remove(alert_id)
+                raise KeyError(item_id)
+            timeline.remove(item_id)
             updated = {**current, **changes}
-            self._alerts.add(updated)
-            self.versions["alerts"] += 1
+            timeline.add(updated)
+            self.versions[version] += 1
             return updated
 
     def find_alert(self, identifier: str, identifier_type: str = "id") -> Item | None:
@@ -239,15 +242,7 @@ class Account:
 
     def update_incident(self, incident_id: str, **changes: Any) -> Item:
         """Replace an incident by a copy with `changes` applied; its associated alerts stay."""
-        with self.lock:
-            current = self._incidents.by_id.get(incident_id)
-            if current is None:
-                raise KeyError(incident_id)
-            self._incidents.remove(incident_id)
-            updated = {**current, **changes}
-            self._incidents.add(updated)
-            self.versions["incidents"] += 1
-            return updated
+        return self._replace(self._incidents, "incidents", incident_id, changes)
 
     def find_incident(self, identifier: str, identifier_type: str = "id") -> Item | None:
         with self.lock:
