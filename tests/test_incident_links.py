@@ -162,7 +162,10 @@ def test_entries_older_than_the_max_age_are_asked_again(box: Sandbox, tmp_path: 
     assert _asked(box) == _open(box) | set(aged)
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": 99}', '{"format": 1, "incidents": {"x": [1]}}'])
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[]", '{"format": 99}', '{"format": 1, "incidents": [1]}', '{"format": 1, "incidents": {"x": [1]}}'],
+)
 def test_damaged_cache_is_ignored_with_a_warning(box: Sandbox, tmp_path: Path, content: str) -> None:
     cache = tmp_path / "cache"
     assert _sync(box, cache)[0] == 0

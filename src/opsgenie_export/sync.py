@@ -1,5 +1,5 @@
-"""One run: read Port's state → for each resource stream pages → enrich → map → write only what
-changed → reconcile stale entities → report.
+"""One run: read Port's state (in the background) while each resource streams pages → enrich →
+map → write only what changed → reconcile stale entities → report.
 
 Order of failure detection: the mapping and settings were validated before this module runs
 (exit 2 before any request); the Port token comes next (bad credentials stop the run before any
@@ -108,7 +108,7 @@ def run_sync(
             workers=options.workers,
         )
         run.all_resources()
-        run.port_state_ready()  # relation targets come with it
+        run.port_state_ready()  # relation targets and existing entities, for the retries and reconcile
         run.sink.close(relation_order(run.relation_targets))
         run.reconcile()
     except ExportError as exc:
@@ -179,11 +179,13 @@ class _Run:
     port_state: Future[None] | None = None  # the background read of Port's state
 
     # -- before: what Port holds ----------------------------------------------------------------
+    def __post_init__(self) -> None:
+        for resource, compiled in zip(self.config.resources, self.compiled, strict=True):
+            keys = keys_for(resource.kind, compiled.referenced_keys(), resource.selector.include_members)
+            self.keys_by_resource[resource.index] = keys
+
     def needs_key(self, key: str) -> bool:
-        return any(
-            key in keys_for(r.kind, c.referenced_keys(), r.selector.include_members)
-            for r, c in zip(self.config.resources, self.compiled, strict=True)
-        )
+        return any(key in keys for keys in self.keys_by_resource.values())
 
     def prepare_states(self) -> None:
         """One state per blueprint the mapping writes, with the fields each resource writes."""
@@ -239,8 +241,7 @@ class _Run:
 
     def one_resource(self, resource: ResourceConfig, compiled: CompiledResource, stats: ResourceStats) -> None:
         query = resource_query(resource)
-        keys = keys_for(resource.kind, compiled.referenced_keys(), resource.selector.include_members)
-        self.keys_by_resource[resource.index] = keys
+        keys = self.keys_by_resource[resource.index]
         pages, incomplete = self._pages(resource.kind, query)
         for page in pages:
             self.stop.check()
@@ -336,7 +337,6 @@ class _Run:
 
     # -- after: reconciliation -------------------------------------------------------------------
     def reconcile(self) -> None:
-        self.port_state_ready()
         for blueprint, state in self.states.items():
             self.stop.check()
             stats = self.outcome.blueprint(blueprint)

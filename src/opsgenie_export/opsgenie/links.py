@@ -100,11 +100,13 @@ class LinkCache:
         except (OSError, ValueError) as exc:
             self.problem = f"ignored unreadable link cache {self.path}: {exc}"
             return {}
-        if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
+        known = isinstance(document, dict) and document.get("format") == CACHE_FORMAT
+        incidents = document.get("incidents") if known else None
+        if not isinstance(incidents, dict):
             self.problem = f"ignored link cache {self.path}: unknown format"
             return {}
         try:
-            return {key: LinkEntry.from_json(raw) for key, raw in (document.get("incidents") or {}).items()}
+            return {key: LinkEntry.from_json(raw) for key, raw in incidents.items()}
         except (TypeError, ValueError) as exc:
             self.problem = f"ignored damaged link cache {self.path}: {exc}"
             return {}
@@ -112,6 +114,7 @@ class LinkCache:
     def save(self, entries: dict[str, LinkEntry]) -> None:
         """Replace the file atomically (a run killed mid-write leaves the previous one)."""
         document = {"format": CACHE_FORMAT, "incidents": {key: e.to_json() for key, e in entries.items()}}
+        temp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=".incident-links-", dir=self.path.parent)
@@ -120,8 +123,9 @@ class LinkCache:
             os.replace(temp, self.path)
         except OSError as exc:
             self.problem = f"could not write link cache {self.path}: {exc}"
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(temp)
+            if temp:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
 
 
 @dataclass
