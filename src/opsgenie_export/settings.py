@@ -187,14 +187,19 @@ def _initialize_flag(options: Options, pick) -> bool:  # type: ignore[no-untyped
 
 def _cache_dir(options: Options, pick, env: Mapping[str, tuple[str, str]]) -> Path | None:  # type: ignore[no-untyped-def]
     """--cache-dir, else OPSGENIE_EXPORT_CACHE_DIR, else $XDG_CACHE_HOME/opsgenie-export, else
-    ~/.cache/opsgenie-export; None with --no-cache."""
+    ~/.cache/opsgenie-export; None with --no-cache or when there is no home directory."""
     if options.no_cache:
         return None
     chosen = pick("cache_dir", str(options.cache_dir) if options.cache_dir else None, CACHE_DIR_NAMES, "--cache-dir")
     if chosen:
         return Path(chosen).expanduser()
     xdg = env.get("XDG_CACHE_HOME", ("", ""))[0]
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "opsgenie-export"
+    if xdg:
+        return Path(xdg) / "opsgenie-export"
+    try:
+        return Path.home() / ".cache" / "opsgenie-export"
+    except RuntimeError:  # no HOME and no passwd entry (some containers): run without a cache
+        return None
 
 
 def _require(value: str | None, what: str, names: tuple[str, ...], flag: str) -> None:
