@@ -95,6 +95,24 @@ def test_exit_2_for_bad_configuration(seed_sandbox: Sandbox, drop: str | None, e
     _assert_no_secret(result.output)
 
 
+@pytest.mark.parametrize("drop", ["PORT_CLIENT_SECRET", None], ids=["missing-secret", "bad-mapping"])
+def test_config_error_is_one_json_record_with_log_format_json(
+    seed_sandbox: Sandbox, tmp_path: Path, drop: str | None
+) -> None:
+    env = {k: v for k, v in seed_sandbox.env.items() if k != drop}
+    args = sync_args("--log-format", "json")
+    if drop is None:
+        args[2] = _mapping(tmp_path, BAD_MAPPINGS["bad-jq"][0])
+    result = run_cli(args, env)
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and record["event"] == "config_error" and record["exitCode"] == 2
+    assert (drop or BAD_MAPPINGS["bad-jq"][1]) in record["message"]
+    assert seed_sandbox.port.count() == 0 and seed_sandbox.opsgenie.count() == 0
+    _assert_no_secret(result.output)
+
+
 def test_exit_3_when_opsgenie_refuses_the_key(seed_sandbox: Sandbox) -> None:
     env = {**seed_sandbox.env, "OPSGENIE_API_TOKEN": "wrong-key-123456"}
     result = run_cli(sync_args(), env)

@@ -147,12 +147,18 @@ def sync(
         no_cache=no_cache,
     )
     color = not no_color and not os.environ.get("NO_COLOR")
-    console = make_console(redacting(sys.stderr, ()), color=color)
+    secrets = tuple(secret for secret in (opsgenie_token, port_client_secret) if secret)
+    console = make_console(redacting(sys.stderr, secrets), color=color)
     try:
         settings = resolve(options)
-        console = make_console(redacting(sys.stderr, settings.secrets), color=color)
+        secrets = settings.secrets
+        console = make_console(redacting(sys.stderr, secrets), color=color)
         config, compiled, blueprint_files = _prepare(settings)
     except ConfigError as exc:
+        if log_format == "json":  # a pipeline reading JSON records gets this one as a record too
+            record = {"exitCode": int(ExitCode.CONFIG)}
+            JsonEvents(redacting(sys.stderr, secrets)).message("error", "config_error", str(exc), **record)
+            raise typer.Exit(int(ExitCode.CONFIG)) from None
         _fail(console, exc, ExitCode.CONFIG)
     run_options = RunOptions(
         workers=workers,
