@@ -8,6 +8,7 @@ import json
 import queue
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -373,6 +375,31 @@ def test_a_full_queue_answers_503_with_retry_after(seed_sandbox: Sandbox) -> Non
         wait_for(lambda: entity(seed_sandbox, first["id"]))
         assert post(running, event(second, "Create")).status_code == 202  # Opsgenie's retry
         wait_for(lambda: entity(seed_sandbox, second["id"]))
+    finally:
+        running.stop(5.0)
+
+
+def test_connections_beyond_the_cap_get_503_without_holding_a_thread(seed_sandbox: Sandbox) -> None:
+    """Idle connections (a slow or hostile client) fill the cap; the next one is refused at once
+    with 503 + Retry-After, and service resumes when they go."""
+    add_blueprints(seed_sandbox)
+    running = start_service(seed_sandbox, max_connections=2)
+    host, port = urlsplit(running.url).hostname, urlsplit(running.url).port
+    idle = [socket.create_connection((host, port), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both are accepted and each holds its thread, waiting for a request line
+        threads = threading.active_count()
+        with socket.create_connection((host, port), timeout=5) as third:
+            reply = third.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in reply
+        assert threading.active_count() == threads  # refused without a thread
+    finally:
+        for connection in idle:
+            connection.close()
+    try:
+        alert = new_alert(seed_sandbox)
+        wait_for(lambda: post(running, event(alert, "Create")).status_code == 202)
+        wait_for(lambda: entity(seed_sandbox, alert["id"]))
     finally:
         running.stop(5.0)
 

@@ -340,6 +340,9 @@ def serve(
     no_env_file: NoEnvFile = False,
     ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for private certificate authorities.")] = None,
     queue_size: Annotated[int, typer.Option(min=1, help="Alerts that may wait; beyond it 503 + Retry-After.")] = 1000,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Connections served at once; beyond it 503 + Retry-After.")
+    ] = 64,
     drain_timeout: Annotated[float, typer.Option(min=0, help="Seconds to drain the queue on SIGTERM.")] = 30.0,
 ) -> None:
     """Receive Opsgenie webhooks on POST /integration/webhook and update Port (needs OPSGENIE_WEBHOOK_SECRET)."""
@@ -354,7 +357,15 @@ def serve(
         no_env_file=no_env_file,
         ca_bundle=ca_bundle,
     )
-    config = ServeConfig(secret="", host=host, port=port, mode=mode, queue_size=queue_size, drain_timeout=drain_timeout)
+    config = ServeConfig(
+        secret="",
+        host=host,
+        port=port,
+        mode=mode,
+        queue_size=queue_size,
+        drain_timeout=drain_timeout,
+        max_connections=max_connections,
+    )
     raise typer.Exit(serve_command(options, config))
 
 

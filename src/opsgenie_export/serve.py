@@ -5,8 +5,9 @@ without the shared secret, 413 over 1 MiB (from Content-Length, before reading),
 that is not a webhook event, 503 + Retry-After when the queue is full (Opsgenie retries), else 202
 with the event queued. `GET /healthz` needs no secret and says how many events wait.
 
-Standard library only (`ThreadingHTTPServer`): a thread per connection, one request per
-connection, bounded reads with a socket timeout. Webhook traffic is a few requests per second;
+Standard library only (`ThreadingHTTPServer`): a thread per connection, at most
+`--max-connections` at once (more get 503 without a thread), one request per connection, bounded
+reads with a socket timeout. Webhook traffic is a few requests per second;
 the work happens in one worker thread (`webhook.Worker`), so the server needs no framework and
 the package gains no dependency. Put TLS termination (an ingress or reverse proxy) in front.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import signal
@@ -84,6 +86,7 @@ class ServeConfig:
     retry_after: int = 5  # seconds, on 503 (queue full)
     drain_timeout: float = 30.0
     ca_bundle: str | None = None
+    max_connections: int = 64  # open connections served at once; more get 503 without a thread
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -107,15 +110,51 @@ def authorised(headers: Mapping[str, str], secret: bytes) -> bool:
 
 
 class WebhookHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once: beyond that a connection gets
+    a bare 503 with Retry-After and is closed, so idle or trickling clients cannot exhaust threads."""
+
     daemon_threads = False  # server_close() waits for requests in progress
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], secret: str, queue: EventQueue, retry_after: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], secret: str, queue: EventQueue, retry_after: int, max_connections: int = 64
+    ) -> None:
         super().__init__(address, WebhookHandler)
         self.secret = secret.encode("utf-8")
         self.queue = queue
         self.retry_after = retry_after
         self.healthy: Callable[[], bool] = lambda: True
+        self._connections = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+    def _refuse(self, request: Any) -> None:
+        """Answer without reading the request (it may never come) and close."""
+        reply = (
+            "HTTP/1.1 503 Service Unavailable\r\n"
+            f"Retry-After: {self.retry_after}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(reply.encode("ascii"))
+            request.setblocking(False)  # drop what already arrived, so closing does not reset the reply
+            while request.recv(65536):
+                pass
+        self.shutdown_request(request)
 
 
 class WebhookHandler(BaseHTTPRequestHandler):
@@ -300,7 +339,9 @@ def build_service(
             opsgenie.learn_rate_limits()  # a bad key fails here (401), before any webhook
     queue = EventQueue(config.queue_size, settle=config.settle)
     worker = Worker(queue, processor, budget, log, config.retry)
-    httpd = WebhookHTTPServer((config.host, config.port), config.secret, queue, config.retry_after)
+    httpd = WebhookHTTPServer(
+        (config.host, config.port), config.secret, queue, config.retry_after, config.max_connections
+    )
     return WebhookService(httpd, queue, worker, stop, closers, log)
 
 
