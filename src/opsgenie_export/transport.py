@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -27,10 +28,36 @@ USER_AGENT = f"opsgenie-export/{__version__}"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
+class _Session(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's own `verify`
+    (psf/requests#3829), which would silently ignore --ca-bundle on machines that set them: an
+    explicit bundle wins here. Proxies and the rest still come from the environment."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
+
+
+_CERTIFICATE_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "doesn't match", "mismatch")
+
+
+def certificate_problem(exc: Exception) -> str | None:
+    """Why the server's certificate was refused — never worth a retry — or None for any other
+    failure (a TLS handshake cut short is a dropped connection, retried as such)."""
+    text = str(exc)
+    if not isinstance(exc, requests.exceptions.SSLError) or not any(m in text for m in _CERTIFICATE_FAILURES):
+        return None
+    found = re.search(r"certificate verify failed: ([^(]+?)\s*\(", text)
+    reason = found.group(1) if found else "certificate verification failed"
+    return f"TLS certificate not trusted ({reason}); for a private certificate authority pass --ca-bundle PATH"
+
+
 def pooled_session(pool_size: int, ca_bundle: str | None, headers: dict[str, str]) -> requests.Session:
     """A session with `pool_size` kept-alive connections, no urllib3 retries (ours are explicit),
     and TLS verification always on (a private CA bundle may be given, never turned off)."""
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

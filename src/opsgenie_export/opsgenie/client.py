@@ -22,6 +22,7 @@ from opsgenie_export.transport import (
     Pacer,
     WaitBudget,
     backoff_delay,
+    certificate_problem,
     jittered,
     pace_for,
     pooled_session,
@@ -122,6 +123,9 @@ class OpsgenieClient:
             response = self._session.get(url, params=params, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.stats.count(domain, None)
+            problem = certificate_problem(exc)
+            if problem:
+                raise ApiError(f"Opsgenie GET {url[len(self.base_url) :]}: {problem}") from None
             return None, f"connection failed ({type(exc).__name__})", None
         self.stats.count(domain, response.status_code)
         if response.status_code == 200:

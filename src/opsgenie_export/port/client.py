@@ -25,6 +25,7 @@ from opsgenie_export.transport import (
     StopSignal,
     WaitBudget,
     backoff_delay,
+    certificate_problem,
     jittered,
     pooled_session,
 )
@@ -141,6 +142,9 @@ class PortClient:
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = certificate_problem(exc)
+                if problem:
+                    raise ApiError(f"Port {method} {path}: {problem}") from None
                 detail, wait_hint = f"connection failed ({type(exc).__name__})", None
             else:
                 status = response.status_code

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -509,8 +510,8 @@ class OpsgenieEmulator(EmulatorServer):
         self._cache_lock = threading.Lock()
         self._register_routes()
 
-    def start(self) -> OpsgenieEmulator:
-        super().start()
+    def start(self, tls: ssl.SSLContext | None = None) -> OpsgenieEmulator:
+        super().start(tls)
         return self
 
     def __enter__(self) -> OpsgenieEmulator:

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -799,8 +800,8 @@ class PortEmulator(EmulatorServer):
         self._referrers: dict[Target, set[Target]] = {}
         self._register_routes()
 
-    def start(self) -> PortEmulator:
-        super().start()
+    def start(self, tls: ssl.SSLContext | None = None) -> PortEmulator:
+        super().start(tls)
         return self
 
     def __enter__(self) -> PortEmulator:

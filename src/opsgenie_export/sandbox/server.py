@@ -12,6 +12,7 @@ import contextlib
 import json
 import random
 import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -148,6 +149,7 @@ class EmulatorServer:
         self._log_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
 
     # -- routing ---------------------------------------------------------------------------
     def add_route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -183,11 +185,15 @@ class EmulatorServer:
         if not self._httpd:
             raise RuntimeError(f"{self.name} is not running")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
-    def start(self) -> EmulatorServer:
+    def start(self, tls: ssl.SSLContext | None = None) -> EmulatorServer:
+        """Serve on an ephemeral port of 127.0.0.1; over HTTPS with this server context if given."""
         handler_class = _make_handler(self)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         self._httpd.daemon_threads = True
         self._httpd.request_queue_size = 128
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=self.name, daemon=True)
