@@ -24,13 +24,13 @@ import requests
 
 from opsgenie_export import serve as serve_module
 from opsgenie_export.mapping import compile_mapping, load_mapping
-from opsgenie_export.sandbox.accounts import ALERT_ID
+from opsgenie_export.sandbox.accounts import ALERT_ID, generate_account
 from opsgenie_export.sandbox.server import FaultRule
 from opsgenie_export.serve import MAX_BODY, ServeConfig, WebhookService, build_service
 from opsgenie_export.settings import Options, resolve
 from opsgenie_export.webhook import EventQueue, RetryPolicy, WebhookEvent, epoch_ms
 
-from conftest import REPO, Sandbox
+from conftest import REPO, Sandbox, running_sandbox
 
 SECRET = "whsec-7f3a9c1e5b2d4f6a8c0e"
 ALERT_BP = "opsGenieAlert"
@@ -557,6 +557,31 @@ def test_lookups_are_reused_across_a_burst(seed_sandbox: Sandbox) -> None:
     assert after_first > 0
     assert seed_sandbox.opsgenie.count("GET", incidents) == after_first
     assert seed_sandbox.opsgenie.count("GET", ALERT_GETS) == 5
+
+
+def test_links_of_unchanged_incidents_are_reused_across_lookup_windows() -> None:
+    """Each lookup window would ask every incident for its alerts; the links of incidents that are
+    not open and did not change carry over to the next window (in memory)."""
+    associated = r"associated-alert-ids"
+    with running_sandbox(generate_account(alerts=60, incidents=12, services=4, teams=2, seed=7)) as box:
+        add_blueprints(box)
+        running = start_service(box, lookup_ttl=0.0)  # every event opens a new window
+        try:
+            first, second = box.account.alerts[:2]
+            assert post(running, event(first, "AddNote")).status_code == 202
+            assert running.queue.wait_idle(10.0)
+            asked_first = box.opsgenie.count("GET", associated)
+            assert post(running, event(second, "AddNote")).status_code == 202
+            assert running.queue.wait_idle(10.0)
+            asked_second = box.opsgenie.count("GET", associated) - asked_first
+        finally:
+            running.stop(5.0)
+        incidents = box.account.incidents
+        opened = [i for i in incidents if i["status"] == "open"]
+        assert 0 < len(opened) < len(incidents)
+        assert asked_first == len(incidents)
+        assert asked_second == len(opened)
+        assert entity(box, second["id"]) is not None
 
 
 # --------------------------------------------------------------------------- payload mode

@@ -29,6 +29,7 @@ from opsgenie_export.mapping import CompiledResource, Entity, MappingConfig
 from opsgenie_export.mapping.jq_engine import compile_expression
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.enrichment import Lookups, enrich_page, keys_for
+from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.query import build_query
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.transport import WaitBudget
@@ -315,6 +316,7 @@ class RefetchProcessor:
         self.queries = [_resource_query(r) for r in mapper.resources]
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-lookups")
         self._lookups: tuple[float, Lookups] | None = None
+        self._links = LinkCache()  # in memory: unchanged closed incidents are not asked every window
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -345,15 +347,22 @@ class RefetchProcessor:
             return alert
         [(item, problem)] = enrich_page(self._current_lookups(), self.keys, [alert])
         if problem:
-            self._lookups = None  # a failed lookup is memoised: start afresh on the retry
+            self._retire_lookups()  # a failed lookup is memoised: start afresh on the retry
             raise RetryLater(problem)
         return item
 
     def _current_lookups(self) -> Lookups:
         now = time.monotonic()
         if self._lookups is None or now - self._lookups[0] > self.lookup_ttl:
-            self._lookups = (now, Lookups(self.opsgenie, self._pool, parallel=2))
+            self._retire_lookups()
+            self._lookups = (now, Lookups(self.opsgenie, self._pool, parallel=2, link_cache=self._links))
         return self._lookups[1]
+
+    def _retire_lookups(self) -> None:
+        """Drop the current lookups, keeping their alert→incident links for the next ones."""
+        if self._lookups is not None:
+            self._lookups[1].links.save()
+        self._lookups = None
 
     def _matches(self, query: str, alert: dict[str, Any]) -> bool:
         """Whether the alert is inside the resource's API filter (apiQueryParams/opsgenieQuery),

@@ -80,11 +80,13 @@ def _spread(incident_id: str) -> float:
 
 class LinkCache:
     """The links file of one Opsgenie account. Never fails a run: an unreadable or unwritable file
-    is reported in `problem` and the run asks every incident."""
+    is reported in `problem` and the run asks every incident. Without a path the entries live in
+    memory, for a long-running `serve` that builds its lookups anew every few seconds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self.problem = ""
+        self._memory: dict[str, LinkEntry] = {}
 
     @classmethod
     def for_account(cls, cache_dir: Path, api_url: str, token: str) -> LinkCache:
@@ -93,6 +95,8 @@ class LinkCache:
         return cls(cache_dir / f"incident-links-{digest}.json")
 
     def load(self) -> dict[str, LinkEntry]:
+        if self.path is None:
+            return dict(self._memory)
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -113,6 +117,9 @@ class LinkCache:
 
     def save(self, entries: dict[str, LinkEntry]) -> None:
         """Replace the file atomically (a run killed mid-write leaves the previous one)."""
+        if self.path is None:
+            self._memory = dict(entries)
+            return
         document = {"format": CACHE_FORMAT, "incidents": {key: e.to_json() for key, e in entries.items()}}
         temp = None
         try:
