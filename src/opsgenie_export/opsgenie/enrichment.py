@@ -14,7 +14,7 @@ import contextlib
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, overload
@@ -347,16 +347,17 @@ def keys_for(kind: str, referenced: Iterable[str], include_members: bool = False
 
 def enrich_page(
     lookups: Lookups, keys: tuple[str, ...], items: list[dict[str, Any]], kind: str = ""
-) -> list[tuple[dict[str, Any], str | None]]:
+) -> Iterator[tuple[dict[str, Any], str | None]]:
     """Each item with the keys added — as a shallow copy, since listings are shared and must stay
-    raw — and None or why it cannot be enriched."""
+    raw — and None or why it cannot be enriched. One item at a time: a service's `__incidents`
+    can be large, so a page of enriched items is never held at once."""
     if not keys:
-        return [(item, None) for item in items]
+        yield from ((item, None) for item in items)
+        return
     if "__team" in keys:
         lookups.prefetch_teams(item.get("teamId") for item in items)
     if "__members" in keys:
         lookups.prefetch_teams(item.get("id") for item in items)
-    enriched: list[tuple[dict[str, Any], str | None]] = []
     for raw in items:
         item, problem = dict(raw), None
         for key in keys:
@@ -365,5 +366,4 @@ def enrich_page(
             except EnrichmentUnavailable as exc:
                 problem = str(exc)
                 break
-        enriched.append((item, problem))
-    return enriched
+        yield item, problem
