@@ -100,6 +100,17 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> CliResult:
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
+def default_mapping_with(path: Path, *replacements: tuple[str, str]) -> Path:
+    """The repository's mapping.yaml with each (old, new) replaced, written to `path`. An `old`
+    that is not in the mapping fails the test, so a variant can never silently be the default."""
+    text = (REPO / "mapping.yaml").read_text()
+    for old, new in replacements:
+        assert old in text, f"not in mapping.yaml: {old!r}"
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
+
+
 def sync_args(*extra: str) -> list[str]:
     """`sync` with the repository's mapping and blueprints, creating missing blueprints."""
     return [

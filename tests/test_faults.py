@@ -25,6 +25,7 @@ from conftest import (
     REPO,
     CliResult,
     Sandbox,
+    default_mapping_with,
     run_cli,
     running_sandbox,
     start_sandbox,
@@ -148,13 +149,9 @@ def test_413_falls_back_to_single_upserts(sandbox: Sandbox, tmp_path: Path) -> N
 
 def test_207_partial_failures_are_retried_once_then_reported(sandbox: Sandbox, tmp_path: Path) -> None:
     # Port refuses a string in the number property `count`: a per-entity 422 inside a 207.
-    mapping = (
-        (REPO / "mapping.yaml")
-        .read_text()
-        .replace("count: .count", "count: 'if .count > 5 then \"many\" else .count end'")
+    path = default_mapping_with(
+        tmp_path / "mapping.yaml", ("count: .count", "count: 'if .count > 5 then \"many\" else .count end'")
     )
-    path = tmp_path / "mapping.yaml"
-    path.write_text(mapping)
     bad = {a["id"] for a in sandbox.account.alerts if a["count"] > 5}
     assert bad
     result, data = _sync(sandbox, tmp_path, "--mapping", str(path))

@@ -9,7 +9,7 @@ from typing import Any
 
 from opsgenie_export.sandbox.server import FaultRule
 
-from conftest import REPO, Sandbox, run_cli, sync_args
+from conftest import Sandbox, default_mapping_with, run_cli, sync_args
 
 ALERT_BP, INCIDENT_BP, SERVICE_BP = "opsGenieAlert", "opsGenieIncident", "opsGenieService"
 FAST = ("--retries", "1", "--max-wait", "5")
@@ -107,13 +107,10 @@ def test_stale_stub_still_referenced_by_a_kept_entity_is_kept(seed_sandbox: Sand
     # Port's alias heuristic points the seed alert at a non-existent incident (its alias prefix),
     # which Port creates as a stub (createMissingRelatedEntities). The stub is not produced by the
     # incident resource, but deleting it would only make Port re-create it: it is kept.
-    mapping = (
-        (REPO / "mapping.yaml")
-        .read_text()
-        .replace("relatedIncident: .__relatedIncident.id", "relatedIncident: '.alias | split(\"_\")[0]'")
+    path = default_mapping_with(
+        tmp_path / "heuristic.yaml",
+        ("relatedIncident: .__relatedIncident.id", "relatedIncident: '.alias | split(\"_\")[0]'"),
     )
-    path = tmp_path / "heuristic.yaml"
-    path.write_text(mapping)
     stub = "355f1681-f6e3-4355-a927-897cd8edaf8f"
     assert run_cli(sync_args("--mapping", str(path)), seed_sandbox.env).exit_code == 0
     assert stub in seed_sandbox.port.entities[INCIDENT_BP]

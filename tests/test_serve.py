@@ -30,7 +30,7 @@ from opsgenie_export.serve import MAX_BODY, ServeConfig, WebhookService, build_s
 from opsgenie_export.settings import Options, resolve
 from opsgenie_export.webhook import EventQueue, RetryPolicy, WebhookEvent, epoch_ms
 
-from conftest import REPO, Sandbox, running_sandbox
+from conftest import REPO, Sandbox, default_mapping_with, running_sandbox
 
 SECRET = "whsec-7f3a9c1e5b2d4f6a8c0e"
 ALERT_BP = "opsGenieAlert"
@@ -241,11 +241,8 @@ def test_an_alert_gone_from_opsgenie_is_deleted_whatever_the_action(
 def test_an_alert_that_no_longer_passes_the_selector_is_deleted(
     seed_sandbox: Sandbox, tmp_path: Path, selector: str
 ) -> None:
-    mapping = tmp_path / "mapping.yaml"
-    text = (REPO / "mapping.yaml").read_text()
     default = '  - kind: alert\n    selector:\n      query: "true"'
-    mapping.write_text(text.replace(default, f"  - kind: alert\n{selector}"))
-    assert selector in mapping.read_text()
+    mapping = default_mapping_with(tmp_path / "mapping.yaml", (default, f"  - kind: alert\n{selector}"))
     add_blueprints(seed_sandbox)
     running = start_service(seed_sandbox, mapping=mapping)
     try:

@@ -10,7 +10,7 @@ import pytest
 from opsgenie_export.errors import ConfigError
 from opsgenie_export.settings import Options, resolve
 
-from conftest import REPO, Sandbox, run_cli
+from conftest import REPO, Sandbox, default_mapping_with, run_cli
 
 BASE_ENV = {"OPSGENIE_API_TOKEN": "tok-123456", "PORT_CLIENT_ID": "id", "PORT_CLIENT_SECRET": "sec-123456"}
 
@@ -92,15 +92,15 @@ def test_validate_accepts_the_default_mapping() -> None:
 
 
 def test_validate_lists_every_problem_with_its_location(tmp_path: Path) -> None:
-    text = (REPO / "mapping.yaml").read_text()
-    text = text.replace("numOpenIncidents:", "numberOfIncidents:")  # not in the blueprint
-    text = text.replace(
-        "title: .message\n          blueprint: '\"opsGenieIncident\"'",
-        "title: .message |\n          blueprint: '\"opsGenieIncident\"'",
+    path = default_mapping_with(
+        tmp_path / "mapping.yaml",
+        ("numOpenIncidents:", "numberOfIncidents:"),  # not in the blueprint
+        (
+            "title: .message\n          blueprint: '\"opsGenieIncident\"'",
+            "title: .message |\n          blueprint: '\"opsGenieIncident\"'",
+        ),
+        ("relatedIncident: .__relatedIncident.id", "relatedTicket: .__relatedIncident.id"),
     )
-    text = text.replace("relatedIncident: .__relatedIncident.id", "relatedTicket: .__relatedIncident.id")
-    path = tmp_path / "mapping.yaml"
-    path.write_text(text)
     result = run_cli(["validate", "--mapping", str(path), "--blueprints", str(REPO / "blueprints")])
     assert result.exit_code == 2, result.output
     assert "numberOfIncidents" in result.stderr
@@ -110,17 +110,14 @@ def test_validate_lists_every_problem_with_its_location(tmp_path: Path) -> None:
 
 
 def test_a_bad_filter_is_a_configuration_error_found_before_any_request(tmp_path: Path) -> None:
-    text = (
-        (REPO / "mapping.yaml")
-        .read_text()
-        .replace(
+    path = default_mapping_with(
+        tmp_path / "mapping.yaml",
+        (
             '  - kind: alert\n    selector:\n      query: "true"\n',
             '  - kind: alert\n    selector:\n      query: "true"\n'
             "      apiQueryParams:\n        createdAtt: yesterday\n",
-        )
+        ),
     )
-    path = tmp_path / "mapping.yaml"
-    path.write_text(text)
     validate = run_cli(["validate", "--mapping", str(path), "--blueprints", str(REPO / "blueprints")])
     assert validate.exit_code == 2, validate.output
     assert "apiQueryParams.createdAtt: unknown filter" in validate.stderr

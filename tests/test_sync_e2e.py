@@ -10,7 +10,8 @@ import jq
 import requests
 import yaml
 
-from conftest import OPSGENIE_KEY, REPO, Sandbox, run_cli, sync_args
+from conftest import OPSGENIE_KEY, REPO, Sandbox, default_mapping_with, run_cli, sync_args
+from golden import EXPECTED_ALERT, EXPECTED_INCIDENT, EXPECTED_SERVICE
 
 SERVICE_BP, INCIDENT_BP, ALERT_BP = "opsGenieService", "opsGenieIncident", "opsGenieAlert"
 TEAM_ID = "63374eee-0b03-42d4-bb8c-50d1fa64827c"
@@ -21,26 +22,14 @@ def test_seed_account_syncs_to_the_seed_entities(seed_sandbox: Sandbox) -> None:
     assert result.exit_code == 0, result.output
     port = seed_sandbox.port
 
-    service = port.entities[SERVICE_BP]["Port-Outbound-Service"]
-    assert service["title"] == "Port Outbound Service"
-    assert service["properties"] == {
-        "description": "For outbound communications and integrations",
-        "url": "https://mytestaccount.app.opsgenie.com/service/daa0d66f-ad35-4396-b30d-70f0314c697a/status",
-        "tags": ["communication", "channel"],
-        "oncallTeam": "Data Science Team",
-        "teamMembers": ["testuser@gmail.com", "devtester@gmail.com"],
-        "oncallUsers": ["testuser@gmail.com"],
-        "numOpenIncidents": 2,
-    }
-    incident = port.entities[INCIDENT_BP]["4a0c5e6d-b239-4cd9-a7e8-a5f880e99473"]
-    assert incident["title"] == "My Incident"
-    # Order follows the payload's impactedServices (the seed's result lists them the other way).
-    assert incident["relations"] == {"services": ["My-Test-Service", "Port-Outbound-Service"]}
-    alert = port.entities[ALERT_BP]["580e9625-ecc7-42b0-8836-3d3637438bc4-169486700232"]
-    assert alert["relations"] == {"relatedIncident": "4a0c5e6d-b239-4cd9-a7e8-a5f880e99473"}
-    assert alert["properties"]["acknowledged"] is False
-    assert alert["properties"]["integration"] == "Default API"
-    assert alert["properties"]["description"] is None  # list items carry no description
+    # The seed's golden entities, as Port stores them (Port adds its own metadata fields).
+    for blueprint, expected in (
+        (SERVICE_BP, EXPECTED_SERVICE),
+        (INCIDENT_BP, EXPECTED_INCIDENT),
+        (ALERT_BP, EXPECTED_ALERT),
+    ):
+        stored = port.entities[blueprint][expected["identifier"]]
+        assert {key: stored[key] for key in expected} == expected, blueprint
     assert sorted(port.entities[SERVICE_BP]) == ["My-Test-Service", "Port-Outbound-Service"]
     assert len(port.entities[INCIDENT_BP]) == 2
 
@@ -130,12 +119,6 @@ def _expected_entity(fields: dict[str, Any], payload: dict[str, Any]) -> dict[st
     }
 
 
-def write_mapping(tmp: Path, text: str) -> Path:
-    path = tmp / "mapping.yaml"
-    path.write_text(text)
-    return path
-
-
 def load_summary(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
@@ -145,16 +128,13 @@ def test_colliding_identifiers_fail_the_later_items_and_block_deletion(
 ) -> None:
     """An alert identifier mapped from a non-unique field: the first alert of each value is
     written, every later one fails naming the collision, and the run exits 1 without deleting."""
-    mapping = (
-        (REPO / "mapping.yaml")
-        .read_text()
-        .replace(
+    path = default_mapping_with(
+        tmp_path / "mapping.yaml",
+        (
             "identifier: .id\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
             "identifier: .priority\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
-        )
+        ),
     )
-    assert "identifier: .priority" in mapping
-    path = write_mapping(tmp_path, mapping)
     summary = tmp_path / "summary.json"
     result = run_cli(sync_args("--mapping", str(path), "--summary-json", str(summary)), generated_sandbox.env)
     assert result.exit_code == 1, result.output
