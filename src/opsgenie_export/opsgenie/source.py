@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.query import iso_to_ms
@@ -73,22 +74,33 @@ class Listing:
         return self.client.get(self.endpoint.path, params, domain=self.endpoint.domain)
 
     def _envelopes(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Pages at offsets 0, 100, … up to the ceiling, in order, `parallel` requests ahead.
+        """Pages at offsets 0, 100, … up to the ceiling, in order, up to `parallel` requests ahead.
 
-        The caller stops at the first page without `paging.next`; the pages fetched ahead of
-        that point (at most `parallel - 1`) are the only wasted requests.
+        A page is requested only when an earlier page proved it exists: the first page alone;
+        after a full page with `paging.next`, every page up to the offset of its `paging.last`
+        (the API's own size of the list), or the next one when `last` is absent. So a listing
+        costs exactly its pages, and nothing past a short page is asked for. The caller stops
+        at the first short page or page without `paging.next`; pending pages are cancelled.
         """
         pending: deque[Future[dict[str, Any]]] = deque()
-        next_offset = 0
+        next_offset, known_last = 0, 0  # known_last: the highest offset known to hold items
         try:
             while True:
-                while len(pending) < self.parallel and next_offset + PAGE_SIZE <= OFFSET_CEILING:
+                while (
+                    len(pending) < max(1, self.parallel)
+                    and next_offset <= known_last
+                    and next_offset + PAGE_SIZE <= OFFSET_CEILING
+                ):
                     page_params = {**params, "offset": next_offset, "limit": PAGE_SIZE}
                     pending.append(self._submit(page_params))
                     next_offset += PAGE_SIZE
                 if not pending:
                     return
-                yield pending.popleft().result()
+                offset = next_offset - PAGE_SIZE * len(pending)
+                envelope = pending.popleft().result()
+                if is_full(envelope):
+                    known_last = max(known_last, offset + PAGE_SIZE, last_offset(envelope))
+                yield envelope
         finally:
             for future in pending:
                 future.cancel()
@@ -111,7 +123,7 @@ class Listing:
             items = envelope.get("data") or []
             if items:
                 yield items
-            if not items or not (envelope.get("paging") or {}).get("next"):
+            if not is_full(envelope):
                 return
         self._truncate(f"more than {OFFSET_CEILING} items; the API cannot page past its offset ceiling")
 
@@ -145,13 +157,31 @@ class Listing:
                 fresh.append(item)
             if fresh:
                 yield fresh
-            if not items or not (envelope.get("paging") or {}).get("next"):
+            if not is_full(envelope):
                 return last_ms, ids_at_last, False
         return last_ms, ids_at_last, True
 
     def _truncate(self, reason: str) -> None:
         self.truncated = True
         self.truncation_reason = reason
+
+
+def is_full(envelope: dict[str, Any]) -> bool:
+    """A page that says more may follow: PAGE_SIZE items and a `paging.next` link."""
+    data = envelope.get("data")
+    return isinstance(data, list) and len(data) >= PAGE_SIZE and bool((envelope.get("paging") or {}).get("next"))
+
+
+def last_offset(envelope: dict[str, Any]) -> int:
+    """The offset in the envelope's `paging.last` link (0 when absent or unreadable)."""
+    link = (envelope.get("paging") or {}).get("last")
+    if not isinstance(link, str):
+        return 0
+    try:
+        values = parse_qs(urlsplit(link).query).get("offset") or ["0"]
+        return max(0, int(values[0]))
+    except ValueError:
+        return 0
 
 
 def created_ms(item: dict[str, Any]) -> int:

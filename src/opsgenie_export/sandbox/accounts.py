@@ -746,6 +746,8 @@ def _gen_incidents(g: _Gen, count: int, span_ms: int, ctx: _Context) -> list[Ite
     for n, created in enumerate(_incident_times(g, count, span_ms)):
         incident_id = g.uuid()
         status = g.rng.choice(["open", "resolved", "resolved", "closed"])
+        if ctx.open_share is not None:
+            status = "open" if _nth_of_share(n, ctx.open_share) else g.rng.choice(["resolved", "closed"])
         updated = created + g.rng.randrange(1, 3 * _DAY_MS)
         team = g.rng.choice(ctx.teams)
         user = g.rng.choice(ctx.users)
@@ -782,6 +784,12 @@ class _Context:
     users: list[Item]
     services: list[Item]
     integrations: list[Item] = field(default_factory=list)
+    open_share: float | None = None  # exact share of open alerts and incidents; None: the defaults
+
+
+def _nth_of_share(n: int, share: float) -> bool:
+    """Whether item n is one of an evenly spread `share` of all items (exactly round(N*share))."""
+    return int((n + 1) * share + 1e-9) > int(n * share + 1e-9)
 
 
 def _service_name(g: _Gen, ctx: _Context) -> str:
@@ -840,6 +848,8 @@ def _gen_alert(g: _Gen, n: int, created: int, ctx: _Context, incident: Item | No
     host = f"web-{g.between(1, 40):02d}"
     service = g.pick(ctx.services)["name"] if ctx.services else "core"
     status = "closed" if chance() < 0.6 else "open"
+    if ctx.open_share is not None:
+        status = "open" if _nth_of_share(n, ctx.open_share) else "closed"
     acked = status == "closed" or chance() < 0.3
     person = g.pick(ctx.users)
     user_id, user = person["id"], person["username"]
@@ -912,6 +922,7 @@ def generate_account(
     escalations: int | None = None,
     seed: int = 1,
     start: str = "2024-01-01T00:00:00Z",
+    open_share: float | None = None,
 ) -> Account:
     """A deterministic, realistic account (same arguments → equal data). See the module docstring."""
     g = _Gen(seed, start)
@@ -920,7 +931,7 @@ def generate_account(
     service_list = _gen_services(g, services, team_list)
     schedule_list = _gen_schedules(g, team_list, user_list, schedules)
     integrations = [{"id": g.uuid(), "name": name, "type": kind} for name, kind in _INTEGRATION_KINDS]
-    ctx = _Context(team_list, user_list, service_list, integrations)
+    ctx = _Context(team_list, user_list, service_list, integrations, open_share)
     span_ms = 180 * _DAY_MS
     incident_list = _gen_incidents(g, incidents, span_ms, ctx)
     alert_list, associated = _gen_alerts(g, alerts, span_ms, ctx, incident_list)

@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teams", type=int, default=10)
     parser.add_argument("--users", type=int, default=None, help="default: 3 per team, at least 5")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--open-share", type=float, default=None, help="exact share of open alerts and incidents (default: mixed)"
+    )
     parser.add_argument("--empty", action="store_true", help="prefill nothing: an Opsgenie account without any data")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request on both APIs")
     parser.add_argument(
@@ -104,6 +107,7 @@ def build_account(args: argparse.Namespace) -> Account:
         teams=args.teams,
         users=args.users,
         seed=args.seed,
+        open_share=args.open_share,
     )
 
 
