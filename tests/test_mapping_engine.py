@@ -478,8 +478,11 @@ def test_referenced_keys() -> None:
     assert default_resource("service").referenced_keys() == {"__team", "__oncalls", "__incidents"}
     assert default_resource("incident").referenced_keys() == {"__impactedServices"}
     assert default_resource("alert").referenced_keys() == {"__relatedIncident"}
-    resource = resource_from({"identifier": SEARCH | {"combinator": ".__members[0]"}}, selector=".__x != null")
-    assert resource.referenced_keys() == {"__members", "__x"}
+    search = {"identifier": SEARCH | {"combinator": ".__members[0]"}}
+    resource = resource_from(search, kind="team", selector=".__oncalls != null")
+    assert resource.referenced_keys() == {"__members", "__oncalls"}
+    with pytest.raises(ConfigError, match=r"unknown enrichment key '__x'; did you mean"):
+        resource_from(search, kind="team", selector=".__x != null")  # it would read null: refused
 
 
 # --------------------------------------------------------------------------- fast path == jq

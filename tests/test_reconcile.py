@@ -144,8 +144,10 @@ def test_dry_run_plan_matches_the_real_run(generated_sandbox: Sandbox) -> None:
     assert sorted(plan["update"]) == sorted(changed)
     assert plan["create"] == ["brand-new-alert-1"]
     assert sorted(plan["delete"]) == sorted(removed)
-    # Port received only the token request and searches.
-    assert {e.path.rsplit("/", 1)[-1] for e in generated_sandbox.port.requests()} <= {"access_token", "search"}
+    # Port received only the token request, the blueprint listing (preflight) and searches.
+    requests = generated_sandbox.port.requests()
+    assert {e.path.rsplit("/", 1)[-1] for e in requests} <= {"access_token", "search", "blueprints"}
+    assert all(e.method == "GET" for e in requests if e.path.endswith("/blueprints"))
 
     generated_sandbox.port.reset_log()
     real = run_cli(sync_args(), generated_sandbox.env)

@@ -84,6 +84,7 @@ class RunOutcome:
     requests: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
     links: dict[str, Any] = field(default_factory=dict)  # alert→incident link calls and cache use
+    blueprints_to_create: list[str] = field(default_factory=list)  # --dry-run --initialize-port-resources
 
     def blueprint(self, name: str) -> BlueprintStats:
         if name not in self.blueprints:
@@ -106,6 +107,7 @@ class RunOutcome:
             "requests": self.requests,
             **({"incidentLinks": self.links} if self.links else {}),
             **({"plan": self.plan} if self.plan else {}),
+            **({"blueprintsToCreate": self.blueprints_to_create} if self.dry_run else {}),
         }
 
 

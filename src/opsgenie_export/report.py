@@ -366,6 +366,8 @@ def redacting(stream: IO[str], secrets: tuple[str, ...]) -> IO[str]:
 
 def render_plan(outcome: RunOutcome, console: Console, limit: int = 50) -> None:
     """`--dry-run`: per blueprint, what a real run would create, update, leave and delete."""
+    if outcome.blueprints_to_create:
+        console.print(f"create blueprints: {', '.join(outcome.blueprints_to_create)}", markup=False)
     for blueprint, entries in sorted(outcome.plan.items()):
         console.print(f"{blueprint}:", markup=False)
         for verdict in ("create", "update", "unchanged", "delete"):

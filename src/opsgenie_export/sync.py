@@ -19,19 +19,20 @@ from typing import Any
 from opsgenie_export.errors import (
     ApiError,
     AuthError,
+    ConfigError,
     ExportError,
     Interrupted,
     PlanRestrictedError,
     PortStateError,
 )
-from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig
+from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig, check_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.enrichment import KEY_SOURCES, Lookups, enrich_page, keys_for
 from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.query import build_query
 from opsgenie_export.opsgenie.source import PAGE_SIZE, listing
 from opsgenie_export.outcome import ResourceStats, RunOutcome
-from opsgenie_export.port.blueprints import initialize_blueprints, relation_order
+from opsgenie_export.port.blueprints import dependency_order, initialize_blueprints, relation_order
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.port.identifiers import SeenIdentifiers, identifier_problem
 from opsgenie_export.port.reconcile import execute_deletion, plan_deletion
@@ -93,12 +94,13 @@ def run_sync(
         if settings.initialize_port_resources and not options.dry_run:
             created = initialize_blueprints(port, options.blueprints)
             events.message("info", "blueprints", f"created blueprints: {', '.join(created) or 'none missing'}")
+        run.prepare_states()
+        run.preflight(settings)  # exit 2 on a blueprint or field Port lacks, before any Opsgenie request
         learned = opsgenie.learn_rate_limits()
         if learned:
             events.message("debug", "rate_limits", f"pacing Opsgenie domains {', '.join(sorted(learned))}")
         if run.needs_key("__relatedIncident"):  # thousands of calls: start them while Port is read
             threading.Thread(target=lookups.prefetch_incident_links, name="incident-links", daemon=True).start()
-        run.prepare_states()
         run.port_state = port_reader.submit(run.load_port_state)
         run.sink = EntitySink(
             port,
@@ -196,6 +198,27 @@ class _Run:
                 state.fieldsets.append(FieldSet.for_mapping(resource.port.entity))
         for blueprint in self.states:
             self.outcome.blueprint(blueprint)  # created here: the reader thread only fills them in
+
+    def preflight(self, settings: Settings) -> None:
+        """Every blueprint the mapping writes exists in Port (or, with --dry-run
+        --initialize-port-resources, would be created from the blueprints folder), and has every
+        property and relation the mapping writes: otherwise every write would fail (404, 422)."""
+        in_port = self.port.list_blueprints()
+        missing = [name for name in sorted(self.states) if name not in in_port]
+        creatable = [name for name in missing if name in self.options.blueprints]
+        if missing and not (settings.initialize_port_resources and self.options.dry_run and creatable == missing):
+            raise ConfigError(_missing_blueprints_message(missing, creatable, settings))
+        self.outcome.blueprints_to_create = [name for name in dependency_order(self.options.blueprints) if name in missing]
+        known = {**{name: self.options.blueprints[name] for name in missing}, **in_port}
+        problems = check_mapping(self.config, known)
+        if problems:
+            listed = "; ".join(problem.for_file(self.config.source) for problem in problems[:10])
+            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+            raise ConfigError(
+                f"the mapping writes fields Port's blueprints lack, so those writes would fail: {listed}{more}. "
+                "Add them to the blueprints in Port, or fix the mapping (`opsgenie-export validate --from-port` "
+                "lists them all)"
+            )
 
     def load_port_state(self) -> None:
         """One paged search per blueprint; relation targets from definitions. Runs in the
@@ -343,6 +366,9 @@ class _Run:
             if self.options.no_delete:
                 stats.deletion = "off (--no-delete)"
                 continue
+            if not state.found and blueprint in self.outcome.blueprints_to_create:
+                stats.deletion = "none: blueprint to be created"  # --dry-run: it would hold nothing yet
+                continue
             if not state.found:
                 stats.deletion = "skipped: blueprint not found in Port"
                 continue
@@ -389,6 +415,18 @@ class _Run:
         if any(r.kind == kind and r.status != "ok" for r in self.outcome.resources):
             return True
         return self.lookups.listing_failed(kind)
+
+
+def _missing_blueprints_message(missing: list[str], creatable: list[str], settings: Settings) -> str:
+    names = ", ".join(missing)
+    message = f"blueprint(s) {names} not found in Port ({settings.port_url}); nothing was fetched or written. "
+    absent = [name for name in missing if name not in creatable]
+    if absent:
+        return message + (
+            f"{', '.join(absent)} is not in the blueprints folder ({settings.blueprints_dir}) either: add its "
+            "JSON file there and run with --initialize-port-resources, or create it in Port"
+        )
+    return message + f"Run with --initialize-port-resources to create them from {settings.blueprints_dir}"
 
 
 def resource_query(resource: ResourceConfig) -> str:

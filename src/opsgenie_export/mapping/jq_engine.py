@@ -20,13 +20,13 @@ from typing import Any
 import jq
 
 from opsgenie_export.errors import ConfigError
+from opsgenie_export.mapping.keys import KEY_PATTERN, key_problems
 from opsgenie_export.mapping.model import MappingConfig, Problem, ResourceConfig
 
 ENV_GUARD = "def env: {}; {} as $ENV | "
 _QUOTES = re.compile(r"""(^|\s)'(?!\s|")|(?<!\s|")'(\s|$)""")
 _PATH = re.compile(r"\.(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?")
 _LITERAL = re.compile(r'true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|"(?:[^"\\]|\\[^(])*"')
-_ENRICHMENT_KEY = re.compile(r"__[A-Za-z]+")
 _SEARCH_ONLY = ("identifier", "team")  # fields (besides relations.*) that may be search-query objects
 
 
@@ -240,7 +240,7 @@ class CompiledResource:
 
     def referenced_keys(self) -> frozenset[str]:
         """Enrichment keys (`__team`, `__relatedIncident`, …) any expression mentions."""
-        return frozenset(key for expr in self.expressions() for key in _ENRICHMENT_KEY.findall(expr.text))
+        return frozenset(key for expr in self.expressions() for key in KEY_PATTERN.findall(expr.text))
 
     def blueprints_static(self) -> set[str]:
         blueprint = self.fields.get("blueprint")
@@ -382,11 +382,12 @@ def resource_expressions(resource: ResourceConfig) -> Iterator[tuple[str, str | 
 
 
 def compile_problems(resource: ResourceConfig) -> list[Problem]:
-    """Every JQ compile error of a resource (the `validate` command wants them all)."""
+    """Every JQ compile error of a resource (the `validate` command wants them all), and every
+    enrichment key its kind does not provide (it would read null over good data)."""
     problems: list[Problem] = []
     for name, value in resource_expressions(resource):
         _compile_tree(name, value, lambda f, m: problems.append(_compile_problem(resource, f, m)))
-    return problems
+    return problems + key_problems(resource, resource_expressions(resource))
 
 
 def compile_resource(resource: ResourceConfig, source: str) -> CompiledResource:

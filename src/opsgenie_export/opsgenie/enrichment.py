@@ -20,19 +20,12 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from opsgenie_export.errors import ApiError, ExportError
+from opsgenie_export.mapping.keys import KEYS_BY_KIND
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.links import IncidentLinks, LinkCache
 from opsgenie_export.opsgenie.source import listing
 
-# Enrichment keys per kind, and the listings (kinds) each key is computed from.
-KEYS_BY_KIND: dict[str, frozenset[str]] = {
-    "service": frozenset({"__team", "__incidents", "__oncalls"}),
-    "incident": frozenset({"__impactedServices"}),
-    "alert": frozenset({"__relatedIncident"}),
-    "team": frozenset({"__members", "__oncalls"}),
-    "schedule": frozenset({"__currentOncalls"}),
-    "schedule-oncall": frozenset({"__currentOncalls"}),
-}
+# The listings (kinds) each enrichment key is computed from; the keys per kind are in mapping.keys.
 KEY_SOURCES: dict[str, frozenset[str]] = {
     "__team": frozenset({"team"}),
     "__members": frozenset({"team"}),
