@@ -208,7 +208,8 @@ class _Run:
         creatable = [name for name in missing if name in self.options.blueprints]
         if missing and not (settings.initialize_port_resources and self.options.dry_run and creatable == missing):
             raise ConfigError(_missing_blueprints_message(missing, creatable, settings))
-        self.outcome.blueprints_to_create = [name for name in dependency_order(self.options.blueprints) if name in missing]
+        order = dependency_order(self.options.blueprints)
+        self.outcome.blueprints_to_create = [name for name in order if name in missing]
         known = {**{name: self.options.blueprints[name] for name in missing}, **in_port}
         problems = check_mapping(self.config, known)
         if problems:
