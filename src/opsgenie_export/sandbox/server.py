@@ -126,6 +126,31 @@ class FaultPlan:
         return "ok", None
 
 
+class InFlight:
+    """Requests being served at once: the current count and its peak since the last `take_peak`
+    (how much concurrency a client actually reached, measured where it cannot be faked)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.current -= 1
+
+    def take_peak(self) -> int:
+        """The peak so far, then start a new measurement from the current count."""
+        with self._lock:
+            peak, self.peak = self.peak, self.current
+            return peak
+
+
 @dataclass
 class LoggedRequest:
     method: str
@@ -145,6 +170,8 @@ class EmulatorServer:
         self.latency = latency
         self.faults = faults or FaultPlan()
         self.log: list[LoggedRequest] = []
+        self.in_flight = InFlight()
+        self.gauges: list[InFlight] = [self.in_flight]  # add a shared one to measure several servers
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._log_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -261,6 +288,15 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            for gauge in server.gauges:
+                gauge.enter()
+            try:
+                self._serve(body)
+            finally:
+                for gauge in server.gauges:
+                    gauge.leave()
+
+        def _serve(self, body: bytes) -> None:
             parts = urlsplit(self.path)
             request = Request(
                 method=self.command,

@@ -34,7 +34,7 @@ from typing import Any
 from opsgenie_export.sandbox.accounts import Account, generate_account
 from opsgenie_export.sandbox.opsgenie_emulator import DOMAINS, OpsgenieEmulator
 from opsgenie_export.sandbox.port_emulator import PortEmulator
-from opsgenie_export.sandbox.server import EmulatorServer, FaultPlan, FaultRule
+from opsgenie_export.sandbox.server import EmulatorServer, FaultPlan, FaultRule, InFlight
 
 API_KEY = "standalone-opsgenie-key"
 CLIENT_ID = "standalone-client-id"
@@ -126,6 +126,10 @@ def account_sizes(account: Account) -> dict[str, int]:
         "teams": len(account.teams),
         "users": len(account.users),
         "schedules": len(account.schedules),
+        "scheduleRotations": sum(len(s.get("rotations") or []) for s in account.schedules),
+        "scheduleOwnerTeams": len({(s.get("ownerTeam") or {}).get("id") for s in account.schedules} - {None}),
+        "openAlerts": sum(1 for a in account.alerts if a.get("status") == "open"),
+        "openIncidents": sum(1 for i in account.incidents if i.get("status") == "open"),
         "escalations": len(account.escalations),
         "serviceTeams": len({s.get("teamId") for s in account.services if s.get("teamId")}),
         "associatedAlerts": sum(len(ids) for ids in associated.values()),
@@ -145,7 +149,10 @@ def _statuses(server: EmulatorServer) -> dict[str, int]:
     return dict(sorted(Counter(str(entry.status) for entry in server.requests()).items()))
 
 
-def report(event: str, opsgenie: OpsgenieEmulator, port: PortEmulator, account: Account) -> dict[str, Any]:
+def report(
+    event: str, opsgenie: OpsgenieEmulator, port: PortEmulator, account: Account, both: InFlight | None = None
+) -> dict[str, Any]:
+    """The counts so far; the in-flight peaks are those since the previous report."""
     alert_ids = {a["id"] for a in account.alerts}
     incident_ids = {i["id"] for i in account.incidents}
     with port._lock:  # the emulator's own lock: a consistent view while writes may still arrive
@@ -160,6 +167,7 @@ def report(event: str, opsgenie: OpsgenieEmulator, port: PortEmulator, account: 
             "byDomain": dict(sorted(opsgenie.domain_counts.items())),
             "throttled": sum(opsgenie.throttled.values()),
             "throttledByDomain": dict(sorted(opsgenie.throttled.items())),
+            "inFlightPeak": opsgenie.in_flight.take_peak(),
         },
         "port": {
             "requests": sum(port_routes.values()),
@@ -167,7 +175,9 @@ def report(event: str, opsgenie: OpsgenieEmulator, port: PortEmulator, account: 
             "byStatus": _statuses(port),
             "throttled": port.throttled,
             "writeRequests": port.writes(),
+            "inFlightPeak": port.in_flight.take_peak(),
         },
+        "inFlightPeakBoth": both.take_peak() if both is not None else None,
         "portEntities": {blueprint: len(ids) for blueprint, ids in sorted(stores.items())},
         "portEntitiesMatchingAccount": {
             blueprint: {
@@ -208,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
 
+    both = InFlight()  # requests in flight at both servers together
+    opsgenie.gauges.append(both)
+    port.gauges.append(both)
     opsgenie.start()
     port.start()
 
@@ -216,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             command = line.strip()
             if command == "report":
                 with output_lock:
-                    _emit(report("report", opsgenie, port, account))
+                    _emit(report("report", opsgenie, port, account, both))
             elif command in ("exit", "quit"):
                 break
         done.set()
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     opsgenie.stop()
     port.stop()
     with output_lock:
-        _emit(report("exit", opsgenie, port, account))
+        _emit(report("exit", opsgenie, port, account, both))
     return 0
 
 
