@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from opsgenie_export.cli import app
 from opsgenie_export.sandbox.accounts import Account, generate_account, seed_account
+from opsgenie_export.sandbox.jsm_emulator import JsmFace
 from opsgenie_export.sandbox.opsgenie_emulator import OpsgenieEmulator
 from opsgenie_export.sandbox.port_emulator import PortEmulator
 
@@ -20,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 OPSGENIE_KEY = "og-secret-key-1f2e3d4c5b6a"
 PORT_ID = "port-client-id-77"
 PORT_SECRET = "port-client-secret-9a8b7c6d5e"
-CREDENTIAL_PREFIXES = ("OPSGENIE_", "PORT_", "OCEAN__", "GITHUB_", "TF_BUILD", "NO_COLOR")
+ATLASSIAN_EMAIL = "ops-admin@example.com"
+ATLASSIAN_TOKEN = "atl-api-token-5e4d3c2b1a0f"
+CREDENTIAL_PREFIXES = ("OPSGENIE_", "PORT_", "OCEAN__", "GITHUB_", "TF_BUILD", "NO_COLOR", "JSM_", "ATLASSIAN_")
 
 
 @dataclass
@@ -28,9 +31,28 @@ class Sandbox:
     opsgenie: OpsgenieEmulator
     port: PortEmulator
     account: Account
+    jsm: JsmFace | None = None  # the JSM/Jira face of the same account, when asked for
 
     def __post_init__(self) -> None:
         self.urls = (self.opsgenie.url, self.port.url)  # still known after a server is stopped
+        self.jsm_urls = (self.jsm.api_url, self.jsm.site_url) if self.jsm else None
+
+    @property
+    def jsm_env(self) -> dict[str, str]:
+        """Port's credentials plus a `--source jsm` configuration against the JSM face."""
+        if self.jsm is None or self.jsm_urls is None:
+            raise RuntimeError("start the sandbox with jsm=True to get a JSM face")
+        return {
+            "OPSGENIE_EXPORT_SOURCE": "jsm",
+            "JSM_API_URL": self.jsm_urls[0],
+            "JSM_SITE_URL": self.jsm_urls[1],
+            "JSM_CLOUD_ID": self.jsm.cloud_id,
+            "ATLASSIAN_EMAIL": self.jsm.email,
+            "ATLASSIAN_API_TOKEN": self.jsm.api_token,
+            "PORT_CLIENT_ID": PORT_ID,
+            "PORT_CLIENT_SECRET": PORT_SECRET,
+            "PORT_BASE_URL": self.urls[1],
+        }
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,22 +87,37 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def start_sandbox(
-    account: Account, *, port_rate_limit: tuple[int, float] | None = None, **opsgenie_kwargs: object
+    account: Account,
+    *,
+    port_rate_limit: tuple[int, float] | None = None,
+    jsm: bool = False,
+    jsm_options: dict[str, object] | None = None,
+    **opsgenie_kwargs: object,
 ) -> Sandbox:
+    """Opsgenie and Port emulators; with `jsm`, the JSM face of the same account too (`jsm_options`
+    go to `JsmFace`: ids_changed, services_api, refused_scopes, api_rate_limit, faults, …)."""
     opsgenie = OpsgenieEmulator(account, api_key=OPSGENIE_KEY, **opsgenie_kwargs).start()  # type: ignore[arg-type]
     port = PortEmulator(client_id=PORT_ID, client_secret=PORT_SECRET, rate_limit=port_rate_limit).start()
-    return Sandbox(opsgenie, port, account)
+    face = None
+    if jsm:
+        options: dict = {"email": ATLASSIAN_EMAIL, "api_token": ATLASSIAN_TOKEN, **(jsm_options or {})}
+        face = JsmFace(account, **options).start()
+    return Sandbox(opsgenie, port, account, face)
 
 
 @contextmanager
-def running_sandbox(account: Account) -> Iterator[Sandbox]:
-    """Both emulators serving `account` for the duration of the block."""
-    sandbox = start_sandbox(account)
+def running_sandbox(
+    account: Account, *, jsm: bool = False, jsm_options: dict[str, object] | None = None
+) -> Iterator[Sandbox]:
+    """Both emulators serving `account` for the duration of the block (and its JSM face with `jsm`)."""
+    sandbox = start_sandbox(account, jsm=jsm, jsm_options=jsm_options)
     try:
         yield sandbox
     finally:
         sandbox.opsgenie.stop()
         sandbox.port.stop()
+        if sandbox.jsm is not None:
+            sandbox.jsm.stop()
 
 
 @pytest.fixture

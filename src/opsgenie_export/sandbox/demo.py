@@ -10,6 +10,7 @@ from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mappi
 from opsgenie_export.outcome import RunOutcome
 from opsgenie_export.report import TextEvents
 from opsgenie_export.sandbox.accounts import Account, generate_account, seed_account
+from opsgenie_export.sandbox.jsm_emulator import JsmFace
 from opsgenie_export.sandbox.opsgenie_emulator import OpsgenieEmulator
 from opsgenie_export.sandbox.port_emulator import PortEmulator
 from opsgenie_export.settings import PACKAGE_DEFAULTS, Settings
@@ -18,6 +19,8 @@ from opsgenie_export.sync import RunOptions, run_sync
 DEMO_KEY = "sandbox-opsgenie-key"
 DEMO_CLIENT_ID = "sandbox-client-id"
 DEMO_CLIENT_SECRET = "sandbox-client-secret"
+DEMO_ATLASSIAN_EMAIL = "sandbox-admin@example.com"
+DEMO_ATLASSIAN_TOKEN = "sandbox-atlassian-api-token"
 
 
 def demo_account(alerts: int, incidents: int, services: int) -> Account:
@@ -35,6 +38,13 @@ def _merge(account: Account, extra: Account) -> None:
     account.oncalls.update(extra.oncalls)
     account.associated_alerts.update(extra.associated_alerts)
     account.reindex()
+
+
+def start_jsm_face(account: Account, **options: Any) -> JsmFace:
+    """The demo account's JSM/Jira face, started (stop it with `.stop()`, or use it as a context
+    manager). `face.env()` holds what a `--source jsm` run needs: JSM_SITE_URL, JSM_API_URL,
+    JSM_CLOUD_ID, ATLASSIAN_EMAIL, ATLASSIAN_API_TOKEN."""
+    return JsmFace(account, email=DEMO_ATLASSIAN_EMAIL, api_token=DEMO_ATLASSIAN_TOKEN, **options).start()
 
 
 def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console: Any) -> tuple[RunOutcome, dict]:

@@ -2,12 +2,15 @@
 
     python -m opsgenie_export.sandbox.standalone --alerts 100000 --incidents 10000 --services 1000 \\
         --teams 100 --latency 0.02 --og-rate-limits '{"search": [10, 600]}' --port-rate-limit 30/1 \\
-        --error-rate 0.05 --drop-rate 0.02 --seed 1
+        --error-rate 0.05 --drop-rate 0.02 --seed 1 [--jsm [--jsm-ids-changed] [--jsm-no-services]]
+
+With `--jsm`, the same account is also served by the JSM/Jira face (sandbox/jsm_emulator.py).
 
 Protocol (one JSON document per line on stdout; nothing else is written there):
 
 - once both servers listen: `{"event": "ready", "opsgenie": url, "port": url, "api_key": …,
-  "client_id": …, "client_secret": …, "accountSizes": {…}}`;
+  "client_id": …, "client_secret": …, "accountSizes": {…}}`, plus with `--jsm` a `"jsm"` object:
+  `{"api": url, "site": url, "cloud_id", "org_id", "email", "api_token", "env": {JSM_* / ATLASSIAN_*}}`;
 - a line `report` on stdin: `{"event": "report", …}` with the request counts so far (cumulative);
 - when stdin closes, or on SIGTERM/SIGINT: the servers stop and one last line
   `{"event": "exit", …}` (the same fields as a report) is printed; exit code 0.
@@ -32,6 +35,7 @@ from collections import Counter
 from typing import Any
 
 from opsgenie_export.sandbox.accounts import Account, generate_account
+from opsgenie_export.sandbox.jsm_emulator import DEFAULT_API_TOKEN, DEFAULT_EMAIL, JsmFace
 from opsgenie_export.sandbox.opsgenie_emulator import DOMAINS, OpsgenieEmulator
 from opsgenie_export.sandbox.port_emulator import PortEmulator
 from opsgenie_export.sandbox.server import EmulatorServer, FaultPlan, FaultRule, InFlight
@@ -69,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers on both APIs")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections on both APIs")
     parser.add_argument("--truncate-rate", type=float, default=0.0, help="share of truncated bodies on both APIs")
+    parser.add_argument("--jsm", action="store_true", help="also serve the account's JSM Operations / Jira face")
+    parser.add_argument("--jsm-ids-changed", action="store_true", help="JSM ids differ from Opsgenie ids (migration)")
+    parser.add_argument("--jsm-no-services", action="store_true", help="the site has no services API (404)")
+    parser.add_argument("--jsm-rate-limit", type=_port_limit, default=None, metavar="N/WINDOW")
     return parser.parse_args(argv)
 
 
@@ -149,8 +157,24 @@ def _statuses(server: EmulatorServer) -> dict[str, int]:
     return dict(sorted(Counter(str(entry.status) for entry in server.requests()).items()))
 
 
+def _jsm_report(face: JsmFace) -> dict[str, Any]:
+    routes = face.counts_by_route()
+    statuses = Counter(str(entry.status) for entry in face.requests())
+    return {
+        "requests": sum(routes.values()),
+        "byRoute": dict(sorted(routes.items())),
+        "byStatus": dict(sorted(statuses.items())),
+        "throttled": face.throttled,
+    }
+
+
 def report(
-    event: str, opsgenie: OpsgenieEmulator, port: PortEmulator, account: Account, both: InFlight | None = None
+    event: str,
+    opsgenie: OpsgenieEmulator,
+    port: PortEmulator,
+    account: Account,
+    both: InFlight | None = None,
+    jsm: JsmFace | None = None,
 ) -> dict[str, Any]:
     """The counts so far; the in-flight peaks are those since the previous report."""
     alert_ids = {a["id"] for a in account.alerts}
@@ -158,7 +182,7 @@ def report(
     with port._lock:  # the emulator's own lock: a consistent view while writes may still arrive
         stores = {blueprint: list(store) for blueprint, store in port.entities.items()}
     og_routes, port_routes = opsgenie.counts_by_route(), port.counts_by_route()
-    return {
+    document = {
         "event": event,
         "opsgenie": {
             "requests": sum(og_routes.values()),
@@ -187,6 +211,9 @@ def report(
             for blueprint, ids in sorted(stores.items())
         },
     }
+    if jsm is not None:
+        document["jsm"] = _jsm_report(jsm)
+    return document
 
 
 def _emit(document: dict[str, Any]) -> None:
@@ -209,6 +236,19 @@ def main(argv: list[str] | None = None) -> int:
         faults=_faults(args, 2),
         rate_limit=args.port_rate_limit,
     )
+    jsm = None
+    if args.jsm:
+        jsm = JsmFace(
+            account,
+            email=DEFAULT_EMAIL,
+            api_token=DEFAULT_API_TOKEN,
+            ids_changed=args.jsm_ids_changed,
+            services_api=not args.jsm_no_services,
+            api_rate_limit=args.jsm_rate_limit,
+            site_rate_limit=args.jsm_rate_limit,
+            latency=args.latency,
+            faults=_faults(args, 3),
+        )
     done = threading.Event()
     output_lock = threading.Lock()
 
@@ -223,36 +263,49 @@ def main(argv: list[str] | None = None) -> int:
     port.gauges.append(both)
     opsgenie.start()
     port.start()
+    if jsm is not None:
+        jsm.start()
 
     def read_commands() -> None:
         for line in sys.stdin:
             command = line.strip()
             if command == "report":
                 with output_lock:
-                    _emit(report("report", opsgenie, port, account, both))
+                    _emit(report("report", opsgenie, port, account, both, jsm))
             elif command in ("exit", "quit"):
                 break
         done.set()
 
-    _emit(
-        {
-            "event": "ready",
-            "opsgenie": opsgenie.url,
-            "port": port.url,
-            "api_key": API_KEY,
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "accountSizes": account_sizes(account),
-            "generatedSeconds": round(generated, 3),
+    ready: dict[str, Any] = {
+        "event": "ready",
+        "opsgenie": opsgenie.url,
+        "port": port.url,
+        "api_key": API_KEY,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "accountSizes": account_sizes(account),
+        "generatedSeconds": round(generated, 3),
+    }
+    if jsm is not None:
+        ready["jsm"] = {
+            "api": jsm.api_url,
+            "site": jsm.site_url,
+            "cloud_id": jsm.cloud_id,
+            "org_id": jsm.org_id,
+            "email": jsm.email,
+            "api_token": jsm.api_token,
+            "env": jsm.env(),
         }
-    )
+    _emit(ready)
     threading.Thread(target=read_commands, name="stdin-commands", daemon=True).start()
     while not done.wait(0.2):
         pass
     opsgenie.stop()
     port.stop()
+    if jsm is not None:
+        jsm.stop()
     with output_lock:
-        _emit(report("exit", opsgenie, port, account, both))
+        _emit(report("exit", opsgenie, port, account, both, jsm))
     return 0
 
 
