@@ -30,7 +30,7 @@ from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.enrichment import KEY_SOURCES, Lookups, enrich_page, keys_for
 from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.query import build_query
-from opsgenie_export.opsgenie.source import PAGE_SIZE, listing
+from opsgenie_export.opsgenie.source import PAGE_SIZE, OpsgenieSource
 from opsgenie_export.outcome import ResourceStats, RunOutcome
 from opsgenie_export.port.blueprints import dependency_order, initialize_blueprints, relation_order
 from opsgenie_export.port.client import PortClient
@@ -39,6 +39,7 @@ from opsgenie_export.port.reconcile import execute_deletion, plan_deletion
 from opsgenie_export.port.sink import EntitySink, ItemTicket
 from opsgenie_export.port.state import BlueprintState, FieldSet
 from opsgenie_export.settings import Settings
+from opsgenie_export.sources import Source
 from opsgenie_export.transport import StopSignal, WaitBudget, prefetched
 
 # Kinds small enough to list once and share with enrichments; alerts and users are streamed.
@@ -83,11 +84,11 @@ def run_sync(
     started = time.monotonic()
     outcome = RunOutcome(no_delete=options.no_delete, dry_run=options.dry_run)
     budget = WaitBudget(options.max_wait, stop or StopSignal())
-    port, opsgenie = _clients(settings, options, budget)
-    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="opsgenie")
+    port, source = _clients(settings, options, budget)
+    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="source")
     port_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="port-state")
-    link_cache = _link_cache(settings)
-    lookups = Lookups(opsgenie, pool, parallel=min(4, options.workers), link_cache=link_cache)
+    link_cache = source.link_cache(settings.cache_dir) if settings.cache_dir else None
+    lookups = Lookups(source, pool, parallel=min(4, options.workers), link_cache=link_cache)
     run = _Run(config, compiled, options, outcome, events, port, lookups, budget.stop)
     try:
         port.authenticate()
@@ -95,10 +96,10 @@ def run_sync(
             created = initialize_blueprints(port, options.blueprints)
             events.message("info", "blueprints", f"created blueprints: {', '.join(created) or 'none missing'}")
         run.prepare_states()
-        run.preflight(settings)  # exit 2 on a blueprint or field Port lacks, before any Opsgenie request
-        learned = opsgenie.learn_rate_limits()
+        run.preflight(settings)  # exit 2 on a blueprint or field Port lacks, before any source request
+        learned = source.learn_rate_limits()
         if learned:
-            events.message("debug", "rate_limits", f"pacing Opsgenie domains {', '.join(sorted(learned))}")
+            events.message("debug", "rate_limits", f"pacing {source.title} domains {', '.join(sorted(learned))}")
         if run.needs_key("__relatedIncident"):  # thousands of calls: start them while Port is read
             threading.Thread(target=lookups.prefetch_incident_links, name="incident-links", daemon=True).start()
         run.port_state = port_reader.submit(run.load_port_state)
@@ -122,16 +123,10 @@ def run_sync(
         port_reader.shutdown(wait=False, cancel_futures=True)
         _finish_links(lookups, link_cache, outcome, events)
         outcome.seconds = time.monotonic() - started
-        outcome.requests = _request_counts(opsgenie, port, budget)
+        outcome.requests = _request_counts(source, port, budget)
         port.close()
-        opsgenie.close()
+        source.close()
     return outcome
-
-
-def _link_cache(settings: Settings) -> LinkCache | None:
-    if settings.cache_dir is None:
-        return None
-    return LinkCache.for_account(settings.cache_dir, settings.opsgenie_url, settings.opsgenie_token)
 
 
 def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome, events: Events) -> None:
@@ -151,12 +146,12 @@ def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome
     )
 
 
-def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tuple[PortClient, OpsgenieClient]:
+def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tuple[PortClient, Source]:
     ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
     common = {"budget": budget, "timeout": options.timeout, "max_retries": options.max_retries, "ca_bundle": ca_bundle}
     port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
     opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
-    return port, opsgenie
+    return port, OpsgenieSource(opsgenie, settings.opsgenie_token)
 
 
 @dataclass
@@ -223,7 +218,7 @@ class _Run:
 
     def load_port_state(self) -> None:
         """One paged search per blueprint; relation targets from definitions. Runs in the
-        background while Opsgenie is read; `port_state_ready` waits for it."""
+        background while the source is read; `port_state_ready` waits for it."""
         for blueprint, state in self.states.items():
             self.stop.check()
             state.load(self.port)
@@ -259,7 +254,7 @@ class _Run:
                 stats.status, stats.reason = "failed", "run stopped"
                 raise
             except ApiError as exc:
-                stats.status, stats.reason = "failed", _fetch_failure(resource, exc)
+                stats.status, stats.reason = "failed", _fetch_failure(resource, exc, self.lookups.source)
                 self.sink.raise_if_fatal()  # type: ignore[union-attr]
             self.events.resource_done(stats)
 
@@ -286,7 +281,7 @@ class _Run:
             shared = self.lookups.shared_listing(kind, query)
             pages = (shared.items[i : i + PAGE_SIZE] for i in range(0, len(shared.items), PAGE_SIZE))  # decoded lazily
             return pages, lambda: shared.reason if shared.truncated else ""
-        stream = listing(self.lookups.client, kind, query, self.lookups.pool, self.lookups.parallel)
+        stream = self.lookups.source.listing(kind, query, self.lookups.pool, self.lookups.parallel)
         return prefetched(stream, self.stop), lambda: stream.truncation_reason if stream.truncated else ""
 
     def map_and_write(self, compiled: CompiledResource, item: dict[str, Any], stats: ResourceStats) -> None:
@@ -443,13 +438,14 @@ def _fail_unprocessed(stats: ResourceStats, message: str) -> None:
     stats.add("unprocessed")
 
 
-def _fetch_failure(resource: ResourceConfig, exc: ApiError) -> str:
+def _fetch_failure(resource: ResourceConfig, exc: ApiError, source: Source) -> str:
     if isinstance(exc, PlanRestrictedError):
         keys = sorted(key for key, kinds in KEY_SOURCES.items() if resource.kind in kinds)
-        plan = " (the Incident API needs a Standard or Enterprise plan)" if resource.kind == "incident" else ""
+        incident_plan = resource.kind == "incident" and source.name == "opsgenie"
+        plan = " (the Incident API needs a Standard or Enterprise plan)" if incident_plan else ""
         needing = f" and the enrichment keys that need it ({', '.join(keys)})" if keys else ""
         return (
-            f"Opsgenie refused the {resource.kind} API for this account or key ({exc}){plan}; "
+            f"{source.title} refused the {resource.kind} API for this account or key ({exc}){plan}; "
             f"remove this resource{needing} from the mapping"
         )
     return f"fetch failed: {exc}"
@@ -459,12 +455,12 @@ def _item_id(item: dict[str, Any]) -> str:
     return str(item.get("id") or item.get("tinyId") or item.get("name") or "?")
 
 
-def _request_counts(opsgenie: OpsgenieClient, port: PortClient, budget: WaitBudget) -> dict[str, Any]:
+def _request_counts(source: Source, port: PortClient, budget: WaitBudget) -> dict[str, Any]:
+    counts = source.request_counts()
     return {
-        "opsgenie": dict(opsgenie.stats.requests),
-        "opsgenieThrottled": dict(opsgenie.stats.throttled),
+        **counts,
         "port": dict(port.stats.requests),
         "portThrottled": port.stats.throttled,
-        "retries": opsgenie.stats.retries + port.stats.retries,
+        "retries": counts.pop("retries", 0) + port.stats.retries,
         "waitSeconds": round(budget.spent, 3),
     }

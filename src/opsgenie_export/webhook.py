@@ -31,6 +31,7 @@ from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.enrichment import Lookups, enrich_page, keys_for
 from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.query import build_query
+from opsgenie_export.opsgenie.source import OpsgenieSource
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.transport import WaitBudget
 
@@ -355,7 +356,8 @@ class RefetchProcessor:
         now = time.monotonic()
         if self._lookups is None or now - self._lookups[0] > self.lookup_ttl:
             self._retire_lookups()
-            self._lookups = (now, Lookups(self.opsgenie, self._pool, parallel=2, link_cache=self._links))
+            source = OpsgenieSource(self.opsgenie)
+            self._lookups = (now, Lookups(source, self._pool, parallel=2, link_cache=self._links))
         return self._lookups[1]
 
     def _retire_lookups(self) -> None:

@@ -2,7 +2,7 @@
 
 Never one request per item: a listing is fetched once and shared by every kind and enrichment
 that needs it; team details once per distinct team; on-calls for all schedules in one call; and
-alert→incident links from one `associated-alert-ids` pass over the incidents that the link cache
+alert→incident links from one linked-alerts pass over the incidents that the link cache
 cannot answer for (links.py). Each key is
 computed only when the mapping mentions it. When a lookup fails, the items that need it fail
 (they are not written), so correct data in Port is never overwritten with blanks.
@@ -21,9 +21,8 @@ from typing import Any, overload
 
 from opsgenie_export.errors import ApiError, ExportError
 from opsgenie_export.mapping.keys import KEYS_BY_KIND
-from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.links import IncidentLinks, LinkCache
-from opsgenie_export.opsgenie.source import listing
+from opsgenie_export.sources import Source
 
 # The listings (kinds) each enrichment key is computed from; the keys per kind are in mapping.keys.
 KEY_SOURCES: dict[str, frozenset[str]] = {
@@ -35,7 +34,6 @@ KEY_SOURCES: dict[str, frozenset[str]] = {
     "__oncalls": frozenset({"schedule"}),
     "__currentOncalls": frozenset({"schedule"}),
 }
-ASSOCIATED_PAGE = 25
 # Kinds whose items come from another kind's listing (same endpoint and parameters): listed once.
 SAME_LISTING: dict[str, str] = {"schedule-oncall": "schedule"}
 
@@ -96,16 +94,17 @@ class _Once:
 
 
 class Lookups:
-    """Per-run caches over the Opsgenie API. Thread-safe; everything is fetched on first use."""
+    """Per-run caches over a source (Opsgenie or JSM Operations, sources.py). Thread-safe;
+    everything is fetched on first use."""
 
     def __init__(
         self,
-        client: OpsgenieClient,
+        source: Source,
         pool: ThreadPoolExecutor,
         parallel: int = 1,
         link_cache: LinkCache | None = None,
     ) -> None:
-        self.client = client
+        self.source = source
         self.pool = pool  # never used by a task it runs (no nested submits), so it cannot deadlock
         self.parallel = parallel  # list pages fetched at once
         self.links = IncidentLinks(self._associated_alerts, pool, 2 * max(1, parallel), link_cache)
@@ -122,7 +121,7 @@ class Lookups:
         kind = SAME_LISTING.get(kind, kind)
 
         def fetch() -> SharedListing:
-            pages = listing(self.client, kind, query, self.pool, self.parallel)
+            pages = self.source.listing(kind, query, self.pool, self.parallel)
             try:
                 items = CompactItems(item for page in pages for item in page)
             except ApiError:
@@ -195,20 +194,17 @@ class Lookups:
 
         def fetch() -> dict[str, dict[str, Any]]:
             try:
-                data = self.client.get("/v2/schedules/on-calls", {"flat": "true"}, domain="schedule-oncalls")
+                return self.source.oncalls()
             except ApiError as exc:
                 raise EnrichmentUnavailable(f"on-call lookup failed: {exc}") from exc
-            return {entry["_parent"]["id"]: entry for entry in data.get("data") or []}
 
         return self._once.get("oncalls", fetch)
 
     def team(self, team_id: str) -> dict[str, Any]:
         def fetch() -> dict[str, Any]:
             try:
-                return self.client.get(f"/v2/teams/{team_id}", None, domain="configuration")["data"]
+                return self.source.team(team_id)
             except ApiError as exc:
-                if exc.status == 404:
-                    return {}
                 raise EnrichmentUnavailable(f"team {team_id} lookup failed: {exc}") from exc
 
         return self._once.get(("team", team_id), fetch)
@@ -236,25 +232,12 @@ class Lookups:
             self.incident_links()
 
     def _associated_alerts(self, incident_id: str) -> list[str]:
-        alert_ids: list[str] = []
-        offset = 0
-        while True:
-            params = {"offset": offset, "limit": ASSOCIATED_PAGE}
-            try:
-                envelope = self.client.get(
-                    f"/v1/incidents/{incident_id}/associated-alert-ids", params, domain="incident"
-                )
-            except ApiError as exc:
-                if exc.status == 404:
-                    return []  # deleted since it was listed: it links no alert any more
-                raise EnrichmentUnavailable(
-                    f"__relatedIncident: associated alerts of incident {incident_id}: {exc}"
-                ) from exc
-            page = envelope.get("data") or []
-            alert_ids.extend(page)
-            if not page or not (envelope.get("paging") or {}).get("next"):
-                return alert_ids
-            offset += len(page)
+        try:
+            return self.source.incident_alert_ids(incident_id)
+        except ApiError as exc:
+            raise EnrichmentUnavailable(
+                f"__relatedIncident: associated alerts of incident {incident_id}: {exc}"
+            ) from exc
 
 
 # -- applying keys to items ----------------------------------------------------------------

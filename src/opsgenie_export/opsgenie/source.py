@@ -14,10 +14,13 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from opsgenie_export.errors import ApiError
 from opsgenie_export.opsgenie.client import OpsgenieClient
+from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.query import iso_to_ms
 
 PAGE_SIZE = 100
@@ -204,3 +207,65 @@ def listing(
     client: OpsgenieClient, kind: str, query: str = "", pool: Executor | None = None, parallel: int = 1
 ) -> Listing:
     return Listing(client, ENDPOINTS[kind], query, pool=pool, parallel=parallel)
+
+
+ASSOCIATED_PAGE = 25
+
+
+class OpsgenieSource:
+    """Opsgenie behind the source seam (sources.py): items come as the API gives them."""
+
+    name = "opsgenie"
+    title = "Opsgenie"
+
+    def __init__(self, client: OpsgenieClient, api_key: str = "") -> None:
+        self.client = client
+        self._api_key = api_key  # only to name the link cache file, by digest
+
+    def listing(self, kind: str, query: str = "", pool: Executor | None = None, parallel: int = 1) -> Listing:
+        return listing(self.client, kind, query, pool, parallel)
+
+    def team(self, team_id: str) -> dict[str, Any]:
+        try:
+            return self.client.get(f"/v2/teams/{team_id}", None, domain="configuration")["data"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+
+    def oncalls(self) -> dict[str, dict[str, Any]]:
+        """On-calls of every schedule from one call."""
+        data = self.client.get("/v2/schedules/on-calls", {"flat": "true"}, domain="schedule-oncalls")
+        return {entry["_parent"]["id"]: entry for entry in data.get("data") or []}
+
+    def incident_alert_ids(self, incident_id: str) -> list[str]:
+        alert_ids: list[str] = []
+        offset = 0
+        while True:
+            params = {"offset": offset, "limit": ASSOCIATED_PAGE}
+            try:
+                envelope = self.client.get(
+                    f"/v1/incidents/{incident_id}/associated-alert-ids", params, domain="incident"
+                )
+            except ApiError as exc:
+                if exc.status == 404:
+                    return []  # deleted since it was listed: it links no alert any more
+                raise
+            page = envelope.get("data") or []
+            alert_ids.extend(page)
+            if not page or not (envelope.get("paging") or {}).get("next"):
+                return alert_ids
+            offset += len(page)
+
+    def learn_rate_limits(self) -> dict[str, Any]:
+        return self.client.learn_rate_limits()
+
+    def link_cache(self, cache_dir: Path) -> LinkCache:
+        return LinkCache.for_account(cache_dir, self.client.base_url, self._api_key)
+
+    def request_counts(self) -> dict[str, Any]:
+        stats = self.client.stats
+        return {"opsgenie": dict(stats.requests), "opsgenieThrottled": dict(stats.throttled), "retries": stats.retries}
+
+    def close(self) -> None:
+        self.client.close()
