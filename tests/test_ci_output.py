@@ -62,6 +62,17 @@ def success() -> RunOutcome:
     return RunOutcome(resources=[alerts], blueprints={"opsgenieAlert": blueprint}, seconds=1.5)
 
 
+def with_warnings(*, strict: bool = False) -> RunOutcome:
+    """Only warnings: one item skipped by the mapping, two merged into one entity (one hostile id)."""
+    teams = resource(
+        0, "schedule-oncall", fetched=4, upserted=2, skipped=1, merged=1, merged_items=2, merged_entities=1
+    )
+    teams.sample("skipped", "sched-9 (identifier null)")
+    teams.sample("merged", f"team-1{PWNED}")
+    blueprint = BlueprintStats("opsgenieTeam", upserted=2, deletion="done")
+    return RunOutcome(resources=[teams], blueprints={"opsgenieTeam": blueprint}, seconds=1.0, strict=strict)
+
+
 def partial() -> RunOutcome:
     """One failed kind, failed items with hostile messages, a skipped deletion."""
     alerts = resource(0, "alert", fetched=6, upserted=2)
@@ -188,10 +199,10 @@ def test_github_clean_run_writes_the_summary_and_no_annotation(tmp_path: Path) -
     assert publish(success(), env) == ""
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert "success (exit 0" in summary
-    assert "| 0 | alert | opsgenieAlert | 5 | 0 | 4 | 1 | 0 | ok |" in summary
+    assert "| 0 | alert | opsgenieAlert | 5 | 0 | 4 | 1 | 0 | 0 | 0 | ok |" in summary
     assert "| opsgenieAlert | 4 | 1 | 0 | 0 | done |" in summary
     assert "Failures" not in summary
-    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=0\nsummary-result=success\n"
+    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=0\nsummary-result=success\nwarnings=0\n"
 
 
 def test_github_partial_run_annotates_failed_kinds_items_and_skipped_deletions(tmp_path: Path) -> None:
@@ -212,7 +223,7 @@ def test_github_partial_run_annotates_failed_kinds_items_and_skipped_deletions(t
     ]
     assert "::error title=resources[0] alert%3A failed item::alert ::error::pwned: mapping failed" in lines
     assert "::error title=resources[0] alert%3A failed item::alert 100%25: mapping failed" in lines
-    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=1\nsummary-result=partial\n"
+    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=1\nsummary-result=partial\nwarnings=0\n"
 
 
 def test_github_step_summary_tables_hold_hostile_text_in_their_cells(tmp_path: Path) -> None:
@@ -220,14 +231,14 @@ def test_github_step_summary_tables_hold_hostile_text_in_their_cells(tmp_path: P
     publish(partial(), env)
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert summary.startswith("### Opsgenie → Port: partial (exit 1, 2.0s)")
-    assert "| 1 | incident | opsgenieIncident | 0 | 0 | 0 | 0 | 0 | failed |" in summary
+    assert "| 1 | incident | opsgenieIncident | 0 | 0 | 0 | 0 | 0 | 0 | 0 | failed |" in summary
     assert "| opsgenieService | 3 | 0 | 0 | 0 | skipped: 100% of a\\|b stale |" in summary
     assert "- resources[1] incident: failed: fetch failed: x\\\\n##vso[task.complete result=Succeeded]" in summary
     assert "- resources[0] alert: alert a\\|b: mapping failed" in summary
     assert "**Result: partial**, exit code 1." in summary
     for line in summary.splitlines():
         if line.startswith("|"):
-            assert len(re.findall(r"(?<!\\)\|", line)) in (10, 7), line  # resource or blueprint columns + 1
+            assert len(re.findall(r"(?<!\\)\|", line)) in (12, 7), line  # resource or blueprint columns + 1
 
 
 def test_github_summary_is_appended_not_replaced(tmp_path: Path) -> None:
@@ -245,7 +256,7 @@ def test_github_failure_annotates_the_fatal_error(tmp_path: Path) -> None:
     first = github_parse(lines[0])
     assert first == ("error", {"title": "opsgenie-export stopped"}, f"Port refused the credentials {PWNED}")
     assert github_parse(lines[1])[1] == {"title": "resources[0] alert failed"}
-    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=3\nsummary-result=failed\n"
+    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=3\nsummary-result=failed\nwarnings=0\n"
     assert "failed (exit 3" in Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
 
 
@@ -390,7 +401,15 @@ def test_json_log_lines_parse_and_carry_the_fields() -> None:
     for record in records:
         assert {"time", "level", "event", "kind", "counts"} <= set(record)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"])
-    assert records[2]["counts"] == {"fetched": 6, "filtered": 0, "upserted": 2, "unchanged": 0, "failed": 4}
+    assert records[2]["counts"] == {
+        "fetched": 6,
+        "filtered": 0,
+        "upserted": 2,
+        "unchanged": 0,
+        "failed": 4,
+        "skipped": 0,
+        "merged": 0,
+    }
     assert records[6]["message"] == f"created {VSO}"  # lossless, yet ...
     assert_no_command(stream.getvalue())  # ... no runner sees `##vso[`
     done = records[-1]
@@ -446,10 +465,13 @@ def test_e2e_github_run_with_a_failed_kind(seed_sandbox: Sandbox, tmp_path: Path
     incident = next(message for _, props, message in parsed if props.get("title") == "resources[1] incident failed")
     assert f"{PWNED}\r\n{VSO}" in incident and "\x1b" not in incident  # intact, inside its own command
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
-    assert "| resource | kind | blueprints | fetched | filtered | upserted | unchanged | failed | status |" in summary
+    assert (
+        "| resource | kind | blueprints | fetched | filtered | upserted | unchanged | failed | skipped | merged | status |"
+        in summary
+    )
     assert re.search(r"^\| 1 \| incident \| opsGenieIncident \|.*\| failed \|$", summary, re.MULTILINE), summary
     assert "**Result: partial**, exit code 1." in summary
-    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=1\nsummary-result=partial\n"
+    assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=1\nsummary-result=partial\nwarnings=0\n"
     assert_no_command(result.stderr)
     assert_no_secret(result.stdout, result.stderr, summary)
 
@@ -505,3 +527,42 @@ def test_e2e_output_captured_to_files_has_no_control_sequence(seed_sandbox: Sand
         assert "\x1b" not in path.read_text(encoding="utf-8"), path
     assert "Opsgenie → Port" in err.read_text(encoding="utf-8")
     assert_no_command(err.read_text(encoding="utf-8"))
+
+
+# -- warnings (items the mapping skips or merges) ------------------------------------------------------
+
+
+def test_github_warnings_only_run_annotates_warnings_and_exits_0(tmp_path: Path) -> None:
+    env = github_env(tmp_path)
+    outcome = with_warnings()
+    assert outcome.exit_code == 0
+    parsed = [github_parse(line) for line in runner_lines(publish(outcome, env))]
+    assert [(command, props["title"]) for command, props, _ in parsed] == [
+        ("warning", "resources[0] schedule-oncall: items skipped by the mapping"),
+        ("warning", "resources[0] schedule-oncall: items merged"),
+    ]
+    assert "1 item skipped by the mapping" in parsed[0][2] and "sched-9" in parsed[0][2]
+    assert "2 items merged into 1 entity" in parsed[1][2] and f"team-1{PWNED}" in parsed[1][2]
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+    assert "success with 2 warnings (exit 0" in summary and "**Warnings** (2" in summary
+    assert "| 0 | schedule-oncall | opsgenieSchedule-Oncall | 4 | 0 | 2 | 0 | 0 | 1 | 1 | ok |" in summary
+    assert "exit-code=0\nsummary-result=success\nwarnings=2\n" == Path(env["GITHUB_OUTPUT"]).read_text()
+    assert_no_command(summary)
+
+
+def test_strict_turns_warnings_into_exit_1() -> None:
+    outcome = with_warnings(strict=True)
+    assert outcome.exit_code == 1 and outcome.to_dict()["result"] == "partial"
+    assert outcome.to_dict()["warnings"] == outcome.warnings and len(outcome.warnings) == 2
+
+
+def test_azure_warnings_only_run_logs_warnings_and_succeeds_with_issues() -> None:
+    lines = runner_lines(publish(with_warnings(), AZURE))
+    parsed = [azure_parse(line) for line in lines]
+    assert [(command, props.get("type")) for command, props, _ in parsed] == [
+        ("task.logissue", "warning"),
+        ("task.logissue", "warning"),
+        ("task.complete", None),
+    ]
+    assert parsed[-1][1] == {"result": "SucceededWithIssues"}
+    assert "exit code 0" in parsed[-1][2]

@@ -217,20 +217,40 @@ def test_selector_non_boolean_or_error_is_an_item_error(selector: str, fragment:
 # --------------------------------------------------------------------------- identifier, blueprint, title
 
 
-@pytest.mark.parametrize(
-    ("item", "shown", "item_id"), [({}, "null", "named"), ({"id": ""}, '""', "named"), ({"id": 7}, "7", "7")]
-)
+@pytest.mark.parametrize(("item", "shown", "item_id"), [({"id": ""}, '""', "named"), ({"id": 7}, "7", "7")])
 def test_bad_identifier_is_an_error(item: dict[str, Any], shown: str, item_id: str) -> None:
     result = resource_from({}).map_item({**item, "name": "named"})
-    assert result.entities == []
+    assert result.entities == [] and result.skipped == []
     assert [(error.field, error.item_id) for error in result.errors] == [("identifier", item_id)]
     assert result.errors[0].message == f"must be a non-empty string, got {shown}"
 
 
-def test_null_blueprint_and_non_string_title_are_errors() -> None:
-    resource = resource_from({"blueprint": ".bp", "title": ".t", "icon": ".i"})
-    result = resource.map_item({"id": "1", "t": ["x"], "i": None})
-    assert [error.field for error in result.errors] == ["blueprint", "title"]
+@pytest.mark.parametrize(
+    ("mappings", "item", "field"),
+    [
+        ({}, {"name": "named"}, "identifier"),  # no such key
+        ({"identifier": ".name | empty"}, {"name": "named"}, "identifier"),  # no output is null
+        ({"blueprint": ".bp"}, {"id": "named"}, "blueprint"),
+    ],
+)
+def test_null_identifier_or_blueprint_is_skipped_by_the_mapping(
+    mappings: dict[str, Any], item: dict[str, Any], field: str
+) -> None:
+    """As in Port's integration: no entity, and not an error either."""
+    result = resource_from(mappings | {"title": ".t"}).map_item({**item, "t": ["not a string"]})
+    assert result.entities == [] and result.errors == [] and not result.filtered
+    assert [(skip.field, skip.item_id, skip.message) for skip in result.skipped] == [(field, "named", "is null")]
+
+
+def test_runtime_error_beats_a_null_identifier() -> None:
+    result = resource_from({"title": ".t | test(1)"}).map_item({"name": "named", "t": "x"})
+    assert result.skipped == [] and [error.field for error in result.errors] == ["title"]
+
+
+def test_non_string_title_and_icon_are_errors() -> None:
+    resource = resource_from({"title": ".t", "icon": ".i"})
+    result = resource.map_item({"id": "1", "t": ["x"], "i": 3})
+    assert [error.field for error in result.errors] == ["title", "icon"]
 
 
 def test_item_id_fallbacks() -> None:
@@ -352,11 +372,12 @@ def test_items_to_parse_selector_runs_per_element_as_in_ocean() -> None:
     assert none_pass.map_item(SCHEDULE).filtered
 
 
-def test_items_to_parse_row_errors_name_the_element() -> None:
+def test_items_to_parse_rows_skipped_by_the_mapping_name_the_element() -> None:
     resource = resource_from({"identifier": ".item.id"}, itemsToParse=".rotations")
     result = resource.map_item({"id": "s4", "rotations": [{"id": "ok"}, {"id": None}]})
     assert [entity.identifier for entity in result.entities] == ["ok"]
-    assert [(error.item_id, error.field) for error in result.errors] == [("s4[1]", "identifier")]
+    assert result.errors == []
+    assert [(skip.item_id, skip.field) for skip in result.skipped] == [("s4[1]", "identifier")]
 
 
 # --------------------------------------------------------------------------- search-query objects

@@ -123,17 +123,20 @@ def load_summary(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+ALERTS_BY_PRIORITY = (
+    "identifier: .id\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
+    "identifier: .priority\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
+)
+
+
 def test_colliding_identifiers_fail_the_later_items_and_block_deletion(
     generated_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """An alert identifier mapped from a non-unique field: the first alert of each value is
-    written, every later one fails naming the collision, and the run exits 1 without deleting."""
+    """With enableMergeEntity: false, an alert identifier mapped from a non-unique field: the
+    first alert of each value is written, every later one fails naming the collision, and the
+    run exits 1 without deleting."""
     path = default_mapping_with(
-        tmp_path / "mapping.yaml",
-        (
-            "identifier: .id\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
-            "identifier: .priority\n          title: .message\n          blueprint: '\"opsGenieAlert\"'",
-        ),
+        tmp_path / "mapping.yaml", ALERTS_BY_PRIORITY, ("resources:", "enableMergeEntity: false\nresources:")
     )
     summary = tmp_path / "summary.json"
     result = run_cli(sync_args("--mapping", str(path), "--summary-json", str(summary)), generated_sandbox.env)
@@ -143,6 +146,34 @@ def test_colliding_identifiers_fail_the_later_items_and_block_deletion(
     assert set(generated_sandbox.port.entities["opsGenieAlert"]) == priorities
     [alert_stats] = [r for r in load_summary(summary)["resources"] if r["kind"] == "alert"]
     assert alert_stats["failed"] == len(alerts) - len(priorities)
+    assert alert_stats["merged"] == 0 and alert_stats["warnings"] == []
     assert "identifier collision" in result.output
     [bp] = [b for b in load_summary(summary)["blueprints"] if b["blueprint"] == "opsGenieAlert"]
     assert bp["deletion"].startswith("skipped") and bp["deleted"] == 0
+
+
+def test_streamed_items_with_one_identifier_merge_as_port_would(generated_sandbox: Sandbox, tmp_path: Path) -> None:
+    """enableMergeEntity (the default): alerts (a streamed kind) keyed on their priority. The first
+    alert of each priority is written as it streams; the later ones are merged and written once
+    more after every other write, so Port holds what successive merged upserts leave: the last
+    alert of each priority in listing order (oldest first). Exit 0, with a warning; deletion runs."""
+    path = default_mapping_with(tmp_path / "mapping.yaml", ALERTS_BY_PRIORITY)
+    summary_path = tmp_path / "summary.json"
+    result = run_cli(sync_args("--mapping", str(path), "--summary-json", str(summary_path)), generated_sandbox.env)
+    assert result.exit_code == 0, result.output
+    summary = load_summary(summary_path)
+    alerts = sorted(generated_sandbox.account.alerts, key=lambda a: (a["createdAt"], a["id"]))
+    last = {a["priority"]: a for a in alerts}
+    stored = generated_sandbox.port.entities["opsGenieAlert"]
+    assert set(stored) == set(last)
+    for priority, alert in last.items():
+        assert stored[priority]["title"] == alert["message"], priority
+        assert stored[priority]["properties"]["count"] == alert["count"], priority
+    [stats] = [r for r in summary["resources"] if r["kind"] == "alert"]
+    assert (stats["failed"], stats["merged_items"], stats["merged_entities"]) == (0, len(alerts), len(last))
+    assert stats["upserted"] == 2 * len(last) and stats["merged"] == len(alerts) - 2 * len(last)
+    assert stats["fetched"] == stats["upserted"] + stats["merged"]
+    assert f"{len(alerts)} items merged into {len(last)} entities" in stats["warnings"][0]
+    assert summary["warnings"] == [f"resources[2] alert: {stats['warnings'][0]}"]
+    [bp] = [b for b in summary["blueprints"] if b["blueprint"] == "opsGenieAlert"]
+    assert bp["deletion"] == "done" and bp["upserted"] == 2 * len(last)

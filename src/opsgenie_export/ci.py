@@ -3,10 +3,11 @@
 - GitHub Actions (`GITHUB_ACTIONS=true`): a Markdown summary appended to `$GITHUB_STEP_SUMMARY`,
   `::error`/`::warning` workflow commands, `exit-code` and `summary-result` in `$GITHUB_OUTPUT`.
 - Azure DevOps (`TF_BUILD=True`): `##vso[task.logissue]` lines, and `##vso[task.complete
-  result=SucceededWithIssues;]` for a partial result (exit 1).
+  result=SucceededWithIssues;]` for a partial result (exit 1) or a run with warnings (exit 0).
 - Anything else (Jenkins, terminals): nothing; the summary on stderr and the exit code say it all.
 
-Commands go to stdout, where the runners read them. A clean run (exit 0) annotates nothing. Every
+Commands go to stdout, where the runners read them. A clean run (exit 0, no warnings) annotates
+nothing; warnings (items the mapping skips or merges) are annotated as warnings. Every
 piece of data is escaped as the receiving system specifies and kept on its command's line, so an
 alert title holding `::`, `##vso[`, `%` or a newline can never start a command of its own.
 """
@@ -19,7 +20,7 @@ from typing import IO
 
 from opsgenie_export.exit_codes import ExitCode
 from opsgenie_export.outcome import RunOutcome, result_word
-from opsgenie_export.report import RESOURCE_COLUMNS, failure_lines, printable, redact
+from opsgenie_export.report import RESOURCE_COLUMNS, WARNING_BUCKETS, failure_lines, printable, redact, with_warnings
 
 MAX_ERRORS = 10  # GitHub shows 10 error and 10 warning annotations per step; Azure keeps as many
 MAX_WARNINGS = 10
@@ -61,7 +62,7 @@ def publish(outcome: RunOutcome, environ: Mapping[str, str], stdout: IO[str], *,
 
 def issues(outcome: RunOutcome) -> list[Issue]:
     """Errors then warnings, each capped; nothing at all for a clean run."""
-    if outcome.exit_code == ExitCode.OK:
+    if outcome.exit_code == ExitCode.OK and not outcome.warnings:
         return []
     total_failed = sum(r.failed for r in outcome.resources)
     totals = f"{total_failed} items failed in all" if total_failed else ""
@@ -91,10 +92,19 @@ def _error_issues(outcome: RunOutcome) -> Iterator[Issue]:
 
 
 def _warning_issues(outcome: RunOutcome) -> Iterator[Issue]:
+    for stats in outcome.resources:
+        for warning in stats.warnings:
+            yield Issue("warning", f"{stats.label}: {_warning_title(warning)}", warning)
+    for note in outcome.notes:
+        yield Issue("warning", "opsgenie-export", note)
     for blueprint in outcome.blueprints.values():
         if blueprint.deletion_skipped:
             message = f"stale entities of {blueprint.blueprint} were not deleted: {blueprint.deletion}"
             yield Issue("warning", f"{blueprint.blueprint}: deletion skipped", message)
+
+
+def _warning_title(warning: str) -> str:
+    return "items skipped by the mapping" if "skipped by the mapping" in warning else "items merged"
 
 
 def _capped(found: list[Issue], cap: int, level: str, totals: str) -> list[Issue]:
@@ -135,6 +145,7 @@ def _publish_github(outcome: RunOutcome, environ: Mapping[str, str], stdout: IO[
     output_path = environ.get("GITHUB_OUTPUT")
     if output_path:
         outputs = f"exit-code={int(outcome.exit_code)}\nsummary-result={result_word(outcome)}\n"
+        outputs += f"warnings={len(outcome.warnings)}\n"
         _append(output_path, outputs, stdout)
 
 
@@ -149,11 +160,14 @@ def _append(path: str, text: str, stdout: IO[str]) -> None:
 
 def step_summary(outcome: RunOutcome) -> str:
     """The run as Markdown: verdict, a table per resource and per blueprint, the first failures."""
-    verdict = result_word(outcome)
+    verdict = result_word(outcome) + with_warnings(outcome)
     lines = [f"### Opsgenie → Port: {verdict} (exit {int(outcome.exit_code)}, {outcome.seconds:.1f}s)", ""]
     lines += _resource_table(outcome)
     if outcome.blueprints:
         lines += ["", *_blueprint_table(outcome)]
+    if outcome.warnings:
+        lines += ["", f"**Warnings** ({len(outcome.warnings)}; exit 1 with --strict)", ""]
+        lines += [f"- {markdown_cell(line, CELL_CHARS * 2)}" for line in outcome.warnings[:SUMMARY_FAILURES]]
     failures = failure_lines(outcome)
     if failures:
         shown = failures[:SUMMARY_FAILURES]
@@ -164,10 +178,11 @@ def step_summary(outcome: RunOutcome) -> str:
 
 
 def _resource_table(outcome: RunOutcome) -> list[str]:
-    header = ["resource", "kind", "blueprints", *RESOURCE_COLUMNS, "status"]
-    rows = [_row(header), _row(["---", "---", "---", *["--:"] * len(RESOURCE_COLUMNS), "---"])]
+    columns = (*RESOURCE_COLUMNS, *WARNING_BUCKETS)
+    header = ["resource", "kind", "blueprints", *columns, "status"]
+    rows = [_row(header), _row(["---", "---", "---", *["--:"] * len(columns), "---"])]
     for stats in outcome.resources:
-        counts = [str(getattr(stats, column)) for column in RESOURCE_COLUMNS]
+        counts = [str(getattr(stats, column)) for column in columns]
         cells = [str(stats.index), stats.kind, ", ".join(stats.blueprints), *counts, stats.status]
         rows.append(_row(cells))
     return rows
@@ -226,4 +241,7 @@ def _publish_azure(outcome: RunOutcome, stdout: IO[str]) -> None:
         stdout.write(azure_command("task.logissue", f"{issue.title}: {issue.message}", type=issue.level) + "\n")
     if outcome.exit_code == ExitCode.PARTIAL:
         message = "opsgenie-export: partial result (exit code 1); see the run summary"
+        stdout.write(azure_command("task.complete", message, result="SucceededWithIssues") + "\n")
+    elif outcome.exit_code == ExitCode.OK and outcome.warnings:
+        message = f"opsgenie-export: succeeded{with_warnings(outcome)} (exit code 0); see the run summary"
         stdout.write(azure_command("task.complete", message, result="SucceededWithIssues") + "\n")

@@ -1,6 +1,7 @@
 """Command line: parses options, builds Settings, runs a command, maps its outcome to an exit code.
 
-Exit codes: 0 success · 1 partial (failed kinds or entities, truncation, skipped deletion) ·
+Exit codes: 0 success, also with warnings (items the mapping skips or merges) · 1 partial (failed
+kinds or entities, truncation, skipped deletion; warnings with --strict) ·
 2 usage/configuration error (before any request to Port) · 3 authentication/permission refused ·
 130 SIGINT · 143 SIGTERM.
 """
@@ -41,8 +42,9 @@ from opsgenie_export.transport import StopSignal, WaitBudget
 
 HELP = """Mirror an Opsgenie account into Port's software catalog in one run.
 
-Exit codes: 0 everything written · 1 partial (a kind or entities failed, a kind was truncated, a
-deletion was skipped) · 2 usage or configuration error, found before any request to Port ·
+Exit codes: 0 everything written (warnings, e.g. items the mapping skips or merges, included) ·
+1 partial (a kind or entities failed, a kind was truncated, a deletion was skipped; warnings
+with --strict) · 2 usage or configuration error, found before any request to Port ·
 3 Opsgenie or Port refused the credentials (401/403) · 130/143 interrupted by SIGINT/SIGTERM.
 """
 
@@ -122,6 +124,12 @@ def sync(
         bool, typer.Option("--dry-run", help="Fetch, map and read Port, print the plan; write nothing.")
     ] = False,
     no_delete: Annotated[bool, typer.Option("--no-delete", help="Never delete stale entities.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Exit 1 on warnings too (items the mapping skips with a null identifier, merged items)."
+        ),
+    ] = False,
     output: Annotated[str, typer.Option(help="Summary (or --dry-run plan) on stdout: text or json.")] = "text",
     log_format: Annotated[str, typer.Option(help="Progress and logs on stderr: text or json.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary and errors.")] = False,
@@ -167,6 +175,7 @@ def sync(
         max_retries=retries,
         dry_run=dry_run,
         no_delete=no_delete,
+        strict=strict,
         blueprints=blueprint_files,
     )
     events: Events = (

@@ -1,7 +1,9 @@
 """The run's accounting as values, and the one function that turns it into an exit code.
 
 Every fetched item ends in exactly one bucket of its resource: upserted, unchanged, filtered
-(by the selector) or failed (with a reason).
+(by the selector), failed (with a reason), skipped (its identifier or blueprint maps to null:
+"skipped by the mapping") or merged (its entity was merged into another item's, same identifier).
+Skipped and merged items are warnings, not failures: exit 0, unless `--strict`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from opsgenie_export.errors import AuthError, ConfigError, ExportError, Interrup
 from opsgenie_export.exit_codes import ExitCode
 
 MAX_SAMPLES = 20  # failure messages kept per resource/blueprint; counts are always complete
+WARNING_SAMPLES = 5  # item ids / identifiers named in one warning line
 
 
 class _Tally:
@@ -45,7 +48,13 @@ class ResourceStats(_Tally):
     failed: int = 0
     entities: int = 0  # entities produced by mapping (itemsToParse may make several per item)
     unprocessed: int = 0  # of `failed`: items that failed before writing (mapping, enrichment, identifier)
+    skipped: int = 0  # items whose identifier or blueprint mapped to null (warning)
+    merged: int = 0  # items whose entity was merged into another item's (warning)
+    merged_items: int = 0  # items that shared an identifier with another item of this resource
+    merged_entities: int = 0  # the entities those items were merged into
     errors: list[str] = field(default_factory=list)
+    skipped_samples: list[str] = field(default_factory=list)  # "item id (field)"
+    merged_samples: list[str] = field(default_factory=list)  # merged identifiers
 
     @property
     def label(self) -> str:
@@ -53,7 +62,32 @@ class ResourceStats(_Tally):
 
     @property
     def settled(self) -> int:
-        return self.filtered + self.upserted + self.unchanged + self.failed
+        return self.filtered + self.upserted + self.unchanged + self.failed + self.skipped + self.merged
+
+    def sample(self, bucket: str, text: str) -> None:
+        """Remember one item id or identifier for the warning of `bucket` (skipped or merged)."""
+        samples: list[str] = getattr(self, f"{bucket}_samples")
+        with self._lock:
+            if len(samples) < WARNING_SAMPLES and text not in samples:
+                samples.append(text)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the mapping itself caused: not failures, but worth a look (exit 1 with --strict)."""
+        found = []
+        if self.skipped:
+            found.append(
+                f"{_items(self.skipped)} skipped by the mapping (identifier or blueprint is null, so Port's "
+                f"integration would drop them too): {_shown(self.skipped_samples, self.skipped)}"
+            )
+        if self.merged_items:
+            entities = "entity" if self.merged_entities == 1 else "entities"
+            found.append(
+                f"{_items(self.merged_items)} merged into {self.merged_entities} {entities} (same identifier, "
+                f"enableMergeEntity; later items in listing order win, as in Port): "
+                f"{_shown(self.merged_samples, self.merged_entities)}"
+            )
+        return found
 
 
 @dataclass
@@ -85,6 +119,8 @@ class RunOutcome:
     plan: dict[str, Any] = field(default_factory=dict)
     links: dict[str, Any] = field(default_factory=dict)  # alert→incident link calls and cache use
     blueprints_to_create: list[str] = field(default_factory=list)  # --dry-run --initialize-port-resources
+    strict: bool = False  # --strict: warnings exit 1
+    notes: list[str] = field(default_factory=list)  # run-level warnings (e.g. an unusable link cache)
 
     def blueprint(self, name: str) -> BlueprintStats:
         if name not in self.blueprints:
@@ -95,6 +131,12 @@ class RunOutcome:
     def exit_code(self) -> ExitCode:
         return exit_code_for(self)
 
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning of the run: per resource (labelled), then run-level notes."""
+        found = [f"{stats.label}: {warning}" for stats in self.resources for warning in stats.warnings]
+        return found + list(self.notes)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "exitCode": int(self.exit_code),
@@ -102,7 +144,8 @@ class RunOutcome:
             "fatal": str(self.fatal) if self.fatal else None,
             "seconds": round(self.seconds, 3),
             "dryRun": self.dry_run,
-            "resources": [_public(asdict(r)) | {"label": r.label} for r in self.resources],
+            "warnings": self.warnings,
+            "resources": [_public(asdict(r)) | {"label": r.label, "warnings": r.warnings} for r in self.resources],
             "blueprints": [_public(asdict(b)) for b in self.blueprints.values()],
             "requests": self.requests,
             **({"incidentLinks": self.links} if self.links else {}),
@@ -132,9 +175,20 @@ def exit_code_for(outcome: RunOutcome) -> ExitCode:
         return ExitCode.PARTIAL
     if not outcome.no_delete and any(b.deletion_skipped for b in outcome.blueprints.values()):
         return ExitCode.PARTIAL
+    if outcome.strict and outcome.warnings:
+        return ExitCode.PARTIAL
     return ExitCode.OK
 
 
 def result_word(outcome: RunOutcome) -> str:
     code = outcome.exit_code
     return {ExitCode.OK: "success", ExitCode.PARTIAL: "partial"}.get(code, "failed")
+
+
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
+
+
+def _shown(samples: list[str], total: int) -> str:
+    more = total - len(samples)
+    return ", ".join(samples) + (f" and {more} more" if more > 0 else "")

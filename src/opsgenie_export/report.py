@@ -26,6 +26,7 @@ from opsgenie_export.outcome import ResourceStats, RunOutcome, result_word
 from opsgenie_export.sync import Events
 
 RESOURCE_COLUMNS = ("fetched", "filtered", "upserted", "unchanged", "failed")
+WARNING_BUCKETS = ("skipped", "merged")  # items skipped or merged by the mapping: warnings, not failures
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # every C0/C1 control but tab
@@ -185,7 +186,7 @@ class JsonEvents(Events):
         self.stream.flush()
 
     def _counts(self, stats: ResourceStats) -> dict[str, int]:
-        return {column: getattr(stats, column) for column in RESOURCE_COLUMNS}
+        return {column: getattr(stats, column) for column in (*RESOURCE_COLUMNS, *WARNING_BUCKETS)}
 
     def resource_started(self, stats: ResourceStats) -> None:
         self._emit("info", "resource_started", kind=stats.kind, resource=stats.index, counts=self._counts(stats))
@@ -194,7 +195,7 @@ class JsonEvents(Events):
         self._emit("debug", "page", kind=stats.kind, resource=stats.index, counts=self._counts(stats))
 
     def resource_done(self, stats: ResourceStats) -> None:
-        level = "info" if stats.status == "ok" and not stats.failed else "warning"
+        level = "info" if stats.status == "ok" and not stats.failed and not stats.warnings else "warning"
         self._emit(
             level,
             "resource_done",
@@ -210,9 +211,11 @@ class JsonEvents(Events):
     def summary(self, outcome: RunOutcome) -> None:
         """The run's result as the last record, in place of the summary tables."""
         verdict = result_word(outcome)
-        totals = {column: sum(getattr(r, column) for r in outcome.resources) for column in RESOURCE_COLUMNS}
+        columns = (*RESOURCE_COLUMNS, *WARNING_BUCKETS)
+        totals = {column: sum(getattr(r, column) for r in outcome.resources) for column in columns}
+        success = "warning" if outcome.warnings else "info"
         self._emit(
-            {"success": "info", "partial": "warning"}.get(verdict, "error"),
+            {"success": success, "partial": "warning"}.get(verdict, "error"),
             "run_done",
             counts=totals,
             result=verdict,
@@ -234,6 +237,7 @@ class JsonEvents(Events):
                 for b in outcome.blueprints.values()
             },
             failures=failure_lines(outcome),
+            warnings=outcome.warnings,
         )
 
 
@@ -253,12 +257,25 @@ def render_summary(outcome: RunOutcome, console: Console) -> None:
     console.print(_resource_table(outcome))
     if outcome.blueprints:
         console.print(_blueprint_table(outcome))
+    for line in warning_lines(outcome):
+        console.print(line, markup=False, style="yellow")
     for line in failure_lines(outcome):
         console.print(line, markup=False)
-    verdict = result_word(outcome)
+    verdict = result_word(outcome) + with_warnings(outcome)
     console.print(
         f"{verdict}: exit {int(outcome.exit_code)} in {outcome.seconds:.1f}s", markup=False, style=_style(verdict)
     )
+
+
+def warning_lines(outcome: RunOutcome) -> list[str]:
+    """One line per warning (items skipped or merged by the mapping, run notes)."""
+    strict = " (--strict: exit 1)" if outcome.strict else ""
+    return [one_line(f"warning{strict}: {warning}") for warning in outcome.warnings]
+
+
+def with_warnings(outcome: RunOutcome) -> str:
+    count = len(outcome.warnings)
+    return f" with {count} warning{'s' if count != 1 else ''}" if count else ""
 
 
 def failure_lines(outcome: RunOutcome, limit: int = 10) -> list[str]:
@@ -303,7 +320,9 @@ def _blueprint_table(outcome: RunOutcome) -> Table:
 
 
 def _style(verdict: str) -> str:
-    return {"success": "green", "partial": "yellow"}.get(verdict, "red")
+    if verdict.startswith("success"):
+        return "yellow" if "warning" in verdict else "green"
+    return {"partial": "yellow"}.get(verdict, "red")
 
 
 def write_summary_json(outcome: RunOutcome, path: Path, secrets: tuple[str, ...] = ()) -> None:

@@ -1,6 +1,13 @@
 """One run: read Port's state (in the background) while each resource streams pages → enrich →
 map → write only what changed → reconcile stale entities → report.
 
+Several items of one resource that map to one identifier are merged, with enableMergeEntity,
+as Port merges successive upserts (later items in listing order win, properties and relations key
+by key) and written once; kinds listed whole (SHARED_KINDS) hold their entities until the resource
+ends, streamed kinds (alerts, users) hold only the repeats and write them once more after every
+other write, so Port ends up holding the same. Items whose identifier or blueprint maps to null
+are "skipped by the mapping". Both are warnings, not failures.
+
 Order of failure detection: the mapping and settings were validated before this module runs
 (exit 2 before any request); the Port token comes next (bad credentials stop the run before any
 Opsgenie work); then resources run in file order, each failing on its own without stopping the
@@ -68,6 +75,7 @@ class RunOptions:
     max_retries: int = 5
     dry_run: bool = False
     no_delete: bool = False
+    strict: bool = False  # warnings (skipped or merged items) exit 1
     blueprints: dict[str, dict[str, Any]] = field(default_factory=dict)  # local definitions
 
 
@@ -82,7 +90,7 @@ def run_sync(
 ) -> RunOutcome:
     events = events or Events()
     started = time.monotonic()
-    outcome = RunOutcome(no_delete=options.no_delete, dry_run=options.dry_run)
+    outcome = RunOutcome(no_delete=options.no_delete, dry_run=options.dry_run, strict=options.strict)
     budget = WaitBudget(options.max_wait, stop or StopSignal())
     port, source = _clients(settings, options, budget)
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="source")
@@ -113,6 +121,7 @@ def run_sync(
         run.all_resources()
         run.port_state_ready()  # relation targets and existing entities, for the retries and reconcile
         run.sink.close(relation_order(run.relation_targets))
+        run.write_repeats()
         run.reconcile()
     except ExportError as exc:
         outcome.fatal = exc
@@ -137,6 +146,7 @@ def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome
     links.save()
     outcome.links = links.stats.to_dict() | {"cache": str(cache.path) if cache else "off"}
     if cache and cache.problem:
+        outcome.notes.append(cache.problem)
         events.message("warning", "link_cache", cache.problem)
     events.message(
         "info",
@@ -152,6 +162,45 @@ def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tup
     port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
     opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
     return port, OpsgenieSource(opsgenie, settings.opsgenie_token)
+
+
+def _merged_within_item(bodies: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """One body per (blueprint, identifier) of one item, merged in order (itemsToParse rows)."""
+    merged: dict[Any, tuple[str, dict[str, Any]]] = {}
+    for position, (blueprint, body) in enumerate(bodies):
+        identifier = body.get("identifier")
+        key = (blueprint, identifier) if isinstance(identifier, str) else position
+        earlier = merged.get(key)
+        merged[key] = (blueprint, merge_bodies(earlier[1], body) if earlier else body)
+    return list(merged.values())
+
+
+def merge_bodies(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """What Port holds after upserting `earlier` then `later` with merge=true (port-api.md §4.1:
+    only the fields supplied are updated): properties and relations key by key, other fields
+    replaced."""
+    merged = dict(earlier)
+    for key, value in later.items():
+        if key in ("properties", "relations") and isinstance(value, dict):
+            merged[key] = {**(earlier.get(key) or {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class _Held:
+    """An entity waiting to be written once, with every later item of its identifier merged in."""
+
+    resource_index: int
+    blueprint: str
+    body: dict[str, Any]
+    ticket: ItemTicket  # the item that carries the write
+    items: int = 1  # items merged into it
+
+    def absorb(self, body: dict[str, Any]) -> None:
+        self.body = merge_bodies(self.body, body)
+        self.items += 1
 
 
 @dataclass
@@ -174,6 +223,9 @@ class _Run:
     keys_by_resource: dict[int, tuple[str, ...]] = field(default_factory=dict)
     plan: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     port_state: Future[None] | None = None  # the background read of Port's state
+    # enableMergeEntity: (resource, blueprint, identifier) → the entity written once at the end
+    held: dict[tuple[int, str, str], _Held] = field(default_factory=dict)  # of a resource listed whole
+    repeats: dict[tuple[int, str, str], _Held] = field(default_factory=dict)  # of streamed resources
 
     # -- before: what Port holds ----------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -256,22 +308,29 @@ class _Run:
             except ApiError as exc:
                 stats.status, stats.reason = "failed", _fetch_failure(resource, exc, self.lookups.source)
                 self.sink.raise_if_fatal()  # type: ignore[union-attr]
+            for warning in stats.warnings:
+                self.events.message("warning", "mapping_warning", f"{stats.label}: {warning}", kind=stats.kind)
             self.events.resource_done(stats)
 
     def one_resource(self, resource: ResourceConfig, compiled: CompiledResource, stats: ResourceStats) -> None:
         query = resource_query(resource)
         keys = self.keys_by_resource[resource.index]
         pages, incomplete = self._pages(resource.kind, query)
-        for page in pages:
-            self.stop.check()
-            self.port_state_ready()  # verdicts need it; a page it stops is not counted as fetched
-            stats.add("fetched", len(page))
-            for item, problem in enrich_page(self.lookups, keys, page, resource.kind):
-                if problem:
-                    _fail_unprocessed(stats, f"{resource.kind} {_item_id(item)}: {problem}")
-                    continue
-                self.map_and_write(compiled, item, stats)
-            self.events.page_done(stats)
+        try:
+            for page in pages:
+                self.stop.check()
+                self.port_state_ready()  # verdicts need it; a page it stops is not counted as fetched
+                stats.add("fetched", len(page))
+                for item, problem in enrich_page(self.lookups, keys, page, resource.kind):
+                    if problem:
+                        _fail_unprocessed(stats, f"{resource.kind} {_item_id(item)}: {problem}")
+                        continue
+                    self.map_and_write(compiled, item, stats)
+                self.events.page_done(stats)
+        except ApiError:  # the resource failed: what it mapped is still written, as when streaming
+            self.write_held(stats)
+            raise
+        self.write_held(stats)
         reason = incomplete()
         stats.status, stats.reason = ("truncated", reason) if reason else ("ok", "")
 
@@ -289,44 +348,130 @@ class _Run:
         if result.errors:
             _fail_unprocessed(stats, str(result.errors[0]))
             return
-        if result.filtered or not result.entities:
-            stats.add("filtered")
+        for skip in result.skipped:
+            stats.sample("skipped", f"{skip.item_id} ({skip.field} null)")
+        if not result.entities:
+            stats.add("skipped" if result.skipped else "filtered")
             return
         problem = self._identifier_problem(stats, item, result.entities)
         if problem:
             _fail_unprocessed(stats, problem)
             return
         stats.add("entities", len(result.entities))
-        ticket = ItemTicket(stats, len(result.entities))
-        for entity in result.entities:
-            body = entity.to_port()
-            self._remember(stats.index, entity.blueprint, body)
-            verdict = self._verdict(stats.index, entity.blueprint, body)
-            self._record_plan(entity.blueprint, verdict, body)
-            if verdict == "unchanged":
-                self.outcome.blueprint(entity.blueprint).add("unchanged")
-                ticket.settle(written=False)
-            elif self.options.dry_run:
-                self.outcome.blueprint(entity.blueprint).add("upserted")
-                ticket.settle()
-            else:
-                self.sink.add(entity.blueprint, body, ticket)  # type: ignore[union-attr]
+        bodies = _merged_within_item([(entity.blueprint, entity.to_port()) for entity in result.entities])
+        carried = [(blueprint, body) for blueprint, body in bodies if not self._absorbed(stats, blueprint, body)]
+        if not carried:  # every entity of this item went into an earlier item's
+            stats.add("merged")
+            return
+        ticket = ItemTicket(stats, len(carried))
+        for blueprint, body in carried:
+            if not self._held_back(stats, blueprint, body, ticket):
+                self._write(stats.index, blueprint, body, ticket)
+
+    def _write(
+        self, resource_index: int, blueprint: str, body: dict[str, Any], ticket: ItemTicket, *, repeat: bool = False
+    ) -> None:
+        """Write one entity unless Port already holds it; a repeat (its identifier was written
+        earlier in this run) is always written."""
+        sink = self.sink
+        self._remember(resource_index, blueprint, body)
+        verdict = "update" if repeat else self._verdict(resource_index, blueprint, body)
+        self._record_plan(blueprint, verdict, body)
+        if verdict == "unchanged":
+            self.outcome.blueprint(blueprint).add("unchanged")
+            ticket.settle(written=False)
+        elif self.options.dry_run:
+            self.outcome.blueprint(blueprint).add("upserted")
+            ticket.settle()
+        else:
+            sink.add(blueprint, body, ticket)  # type: ignore[union-attr]
+
+    # -- enableMergeEntity: several items, one identifier ----------------------------------------
+    def _merge_key(self, stats: ResourceStats, blueprint: str, body: dict[str, Any]) -> tuple[int, str, str] | None:
+        identifier = body.get("identifier")
+        if not self.config.enable_merge_entity or not isinstance(identifier, str):
+            return None
+        return (stats.index, blueprint, identifier)
+
+    def _absorbed(self, stats: ResourceStats, blueprint: str, body: dict[str, Any]) -> bool:
+        """Merge into the held entity of the same identifier, if there is one."""
+        key = self._merge_key(stats, blueprint, body)
+        held = (self.held.get(key) or self.repeats.get(key)) if key else None
+        if held is None:
+            return False
+        held.absorb(body)
+        return True
+
+    def _held_back(self, stats: ResourceStats, blueprint: str, body: dict[str, Any], ticket: ItemTicket) -> bool:
+        """Hold the entity to write once later: every entity of a resource listed whole; of a
+        streamed one, only an identifier written before (its repeats are written after the rest)."""
+        key = self._merge_key(stats, blueprint, body)
+        if key is None:
+            return False
+        if stats.kind in SHARED_KINDS:
+            self.held[key] = _Held(stats.index, blueprint, body, ticket)
+            return True
+        if self._seen(stats, blueprint, key[2]):
+            self.repeats[key] = _Held(stats.index, blueprint, body, ticket, items=2)  # the first was written
+            return True
+        return False
+
+    def _seen(self, stats: ResourceStats, blueprint: str, identifier: str) -> bool:
+        seen = self.produced_by.get((stats.index, blueprint))
+        if seen is None:
+            seen = self.produced_by[(stats.index, blueprint)] = SeenIdentifiers()
+        return not seen.add(identifier)
+
+    def write_held(self, stats: ResourceStats) -> None:
+        """End of a resource: write its held entities (first-seen order) and count its merges."""
+        held = [entry for key, entry in self.held.items() if key[0] == stats.index]
+        self.held = {key: entry for key, entry in self.held.items() if key[0] != stats.index}
+        repeats = [entry for key, entry in self.repeats.items() if key[0] == stats.index]
+        for entry in held + repeats:
+            if entry.items > 1:
+                stats.add("merged_items", entry.items)
+                stats.add("merged_entities")
+                stats.sample("merged", str(entry.body.get("identifier")))
+        for entry in held:
+            self._write(entry.resource_index, entry.blueprint, entry.body, entry.ticket)
+
+    def write_repeats(self) -> None:
+        """After every other write: the merged repeats of streamed resources, so each lands on
+        top of its identifier's first write, as Port's successive merges would."""
+        if not self.repeats:
+            return
+        first_writes = self.sink
+        self.sink = EntitySink(
+            self.port,
+            self.outcome.blueprint,
+            merge=True,
+            create_missing=self.config.create_missing_related_entities,
+            workers=self.options.workers,
+        )
+        for entry in self.repeats.values():
+            self._write(entry.resource_index, entry.blueprint, entry.body, entry.ticket, repeat=True)
+        self.repeats.clear()
+        try:
+            self.sink.close(relation_order(self.relation_targets))
+        finally:
+            self.sink = first_writes
 
     def _identifier_problem(self, stats: ResourceStats, item: dict[str, Any], entities: list[Any]) -> str | None:
-        """Invalid or colliding identifiers fail the whole item before anything is written."""
+        """Invalid identifiers fail the whole item before anything is written; so do colliding
+        ones when enableMergeEntity is false."""
         for entity in entities:
             problem = identifier_problem(entity.identifier)
             if problem:
                 return f"{stats.kind} {_item_id(item)}: {entity.blueprint}: {problem}"
-            if isinstance(entity.identifier, str):
-                seen = self.produced_by.get((stats.index, entity.blueprint))
-                if seen is None:
-                    seen = self.produced_by[(stats.index, entity.blueprint)] = SeenIdentifiers()
-                if not seen.add(entity.identifier):
-                    return (
-                        f"{stats.kind} {_item_id(item)}: {entity.blueprint} identifier {entity.identifier!r} was "
-                        "already produced by another item of this resource (identifier collision)"
-                    )
+            if (
+                isinstance(entity.identifier, str)
+                and not self.config.enable_merge_entity
+                and self._seen(stats, entity.blueprint, entity.identifier)
+            ):
+                return (
+                    f"{stats.kind} {_item_id(item)}: {entity.blueprint} identifier {entity.identifier!r} was "
+                    "already produced by another item of this resource (identifier collision)"
+                )
         return None
 
     def _remember(self, resource_index: int, blueprint: str, body: dict[str, Any]) -> None:

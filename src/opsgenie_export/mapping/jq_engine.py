@@ -3,6 +3,8 @@
 Semantics follow Ocean (first output only; no output is null; single-quote rewrite; search-query
 objects; itemsToParse), with two deliberate differences: environment access is removed, and a JQ
 runtime error is reported as a `MappingError` that withholds the entity instead of writing null.
+As in Ocean, a row whose identifier or blueprint is null yields no entity; it is reported in
+`ItemResult.skipped` ("skipped by the mapping"), not as an error.
 
 Speed: expressions that are plain paths (`.a.b`) run in Python and literals are computed once at
 compile time; the remaining string fields of a resource run as ONE combined JQ program per item.
@@ -193,6 +195,7 @@ class ItemResult:
     filtered: bool = False
     entities: list[Entity] = field(default_factory=list)
     errors: list[MappingError] = field(default_factory=list)
+    skipped: list[MappingError] = field(default_factory=list)  # rows whose identifier or blueprint is null
 
 
 def item_id_of(item: Any) -> str:
@@ -300,11 +303,24 @@ class CompiledResource:
 
     def _build(self, row: Any, row_id: str, result: ItemResult) -> None:
         values, errors = self._evaluate_fields(row, row_id)
-        errors.extend(self._check_values(values, row_id))
-        if errors:
+        skipped = self._null_key(values, row_id)
+        if skipped is None:
+            errors.extend(self._check_values(values, row_id))
+        if errors:  # a JQ runtime error stays an error, whatever the identifier
             result.errors.extend(errors)
-            return
-        result.entities.append(self._entity(values))
+        elif skipped is not None:
+            result.skipped.append(skipped)
+        else:
+            result.entities.append(self._entity(values))
+
+    def _null_key(self, values: dict[str, Any], row_id: str) -> MappingError | None:
+        """A null identifier or blueprint: the mapping says "no entity" (Port's integration drops
+        such rows). An identifier of another wrong type or an empty string stays an error."""
+        if values.get("identifier") is None and not isinstance(self.searches.get("identifier"), dict):
+            return self._error(row_id, "identifier", "is null")
+        if values.get("blueprint") is None:
+            return self._error(row_id, "blueprint", "is null")
+        return None
 
     def _evaluate_fields(self, row: Any, row_id: str) -> tuple[dict[str, Any], list[MappingError]]:
         values: dict[str, Any] = {}
