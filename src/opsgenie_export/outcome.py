@@ -119,7 +119,7 @@ class RunOutcome:
     plan: dict[str, Any] = field(default_factory=dict)
     links: dict[str, Any] = field(default_factory=dict)  # alert→incident link calls and cache use
     blueprints_to_create: list[str] = field(default_factory=list)  # --dry-run --initialize-port-resources
-    strict: bool = False  # --strict: warnings exit 1
+    strict: bool = False  # --strict: the mapping's warnings (skipped or merged items) exit 1
     notes: list[str] = field(default_factory=list)  # run-level warnings (e.g. an unusable link cache)
 
     def blueprint(self, name: str) -> BlueprintStats:
@@ -175,7 +175,7 @@ def exit_code_for(outcome: RunOutcome) -> ExitCode:
         return ExitCode.PARTIAL
     if not outcome.no_delete and any(b.deletion_skipped for b in outcome.blueprints.values()):
         return ExitCode.PARTIAL
-    if outcome.strict and outcome.warnings:
+    if outcome.strict and any(r.warnings for r in outcome.resources):  # not run notes: a cache problem never fails
         return ExitCode.PARTIAL
     return ExitCode.OK
 

@@ -269,8 +269,7 @@ def render_summary(outcome: RunOutcome, console: Console) -> None:
 
 def warning_lines(outcome: RunOutcome) -> list[str]:
     """One line per warning (items skipped or merged by the mapping, run notes)."""
-    strict = " (--strict: exit 1)" if outcome.strict else ""
-    return [one_line(f"warning{strict}: {warning}") for warning in outcome.warnings]
+    return [one_line(f"warning: {warning}") for warning in outcome.warnings]
 
 
 def with_warnings(outcome: RunOutcome) -> str:
