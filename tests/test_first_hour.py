@@ -132,3 +132,99 @@ def test_dry_run_with_initialize_plans_the_blueprints_and_judges_deletion_as_the
     real = run_cli(sync_args(), seed_sandbox.env)
     assert real.exit_code == 0, real.output
     assert sorted(seed_sandbox.port.blueprints) == ["opsGenieAlert", "opsGenieIncident", "opsGenieService"]
+
+
+# -- case 5: errors that say where and why ----------------------------------------------------
+
+
+def test_opsgenie_url_with_v2_and_a_trailing_slash_is_normalised(seed_sandbox: Sandbox) -> None:
+    env = {**seed_sandbox.env, "OPSGENIE_API_URL": seed_sandbox.urls[0] + "/v2/"}
+    assert run_cli(sync_args(), env).exit_code == 0
+    result = run_cli(sync_args("--opsgenie-url", seed_sandbox.urls[0] + "/v1"), seed_sandbox.env)
+    assert result.exit_code == 0, result.output
+    assert not any("/v2/v1/" in entry.path or "/v1/v1/" in entry.path for entry in seed_sandbox.opsgenie.requests())
+
+
+def test_an_empty_token_option_is_an_error_not_a_fallback_to_the_environment(seed_sandbox: Sandbox) -> None:
+    result = run_cli(sync_args("--opsgenie-token", ""), seed_sandbox.env)
+    assert result.exit_code == 2, result.output
+    assert "--opsgenie-token is empty" in result.stderr
+    assert seed_sandbox.opsgenie.count() == 0 and seed_sandbox.port.count() == 0
+
+
+def test_a_refused_key_names_the_variable_and_file_it_came_from(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {k: v for k, v in seed_sandbox.env.items() if k != "OPSGENIE_API_TOKEN"}
+    (tmp_path / ".env").write_text("OCEAN__INTEGRATION__CONFIG__API_TOKEN=wrong-key-123456\n")
+    result = run_cli(sync_args(), env)
+    assert result.exit_code == 3, result.output
+    assert "check the key from OCEAN__INTEGRATION__CONFIG__API_TOKEN (.env file .env)" in result.stderr
+    assert "OPSGENIE_API_TOKEN" not in result.stderr
+    assert "wrong-key-123456" not in result.output
+
+
+def test_port_refusal_names_where_each_credential_came_from(seed_sandbox: Sandbox) -> None:
+    env = {k: v for k, v in seed_sandbox.env.items() if k != "PORT_CLIENT_SECRET"}
+    env["OCEAN__PORT__CLIENT_SECRET"] = "not-the-secret-42"
+    result = run_cli(sync_args(), env)
+    assert result.exit_code == 3, result.output
+    assert "the secret from OCEAN__PORT__CLIENT_SECRET (environment)" in result.stderr
+    assert "not-the-secret-42" not in result.output
+
+
+@pytest.mark.parametrize("where", ["option", "REQUESTS_CA_BUNDLE"])
+@pytest.mark.parametrize("content", ["garbage", "missing"])
+def test_a_ca_bundle_that_is_not_a_certificate_bundle_is_a_configuration_error(
+    seed_sandbox: Sandbox, tmp_path: Path, where: str, content: str
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    if content == "garbage":
+        bundle.write_text("this is not a certificate\n")
+    env, extra = dict(seed_sandbox.env), []
+    if where == "option":
+        extra = ["--ca-bundle", str(bundle)]
+    else:
+        env["REQUESTS_CA_BUNDLE"] = str(bundle)
+    result = run_cli(sync_args(*extra), env)
+    assert result.exit_code == 2, result.output
+    assert str(bundle) in result.stderr
+    assert ("file not found" if content == "missing" else "certificate") in result.stderr
+    assert "Traceback" not in result.output
+    assert seed_sandbox.opsgenie.count() == 0 and seed_sandbox.port.count() == 0
+
+
+def test_all_missing_credentials_are_listed_at_once(seed_sandbox: Sandbox) -> None:
+    env = {k: v for k, v in seed_sandbox.env.items() if k.endswith("_URL")}
+    result = run_cli(sync_args(), env)
+    assert result.exit_code == 2, result.output
+    for name in ("OPSGENIE_API_TOKEN", "PORT_CLIENT_ID", "PORT_CLIENT_SECRET"):
+        assert name in result.stderr
+    assert "missing 3 credential(s)" in result.stderr
+
+
+# -- case 7: YAML and .env mistakes -------------------------------------------------------------
+
+
+def test_a_tab_in_the_mapping_is_named_with_line_and_column(tmp_path: Path) -> None:
+    mapping = default_mapping_with(tmp_path / "mapping.yaml", ("    selector:\n", "\tselector:\n"))
+    credentials = {"OPSGENIE_API_TOKEN": "x" * 8, "PORT_CLIENT_ID": "id", "PORT_CLIENT_SECRET": "y" * 8}
+    for command in ("validate", "sync"):
+        result = run_cli([command, "--mapping", str(mapping)], credentials)
+        assert result.exit_code == 2, result.output
+        assert "mapping.yaml line 8, column 1: invalid YAML: a tab character" in result.stderr, result.stderr
+
+
+def test_an_empty_mapping_says_so_without_an_empty_location(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    result = run_cli(["validate", "--mapping", str(empty)])
+    assert result.exit_code == 2
+    assert f"{empty}: the mapping file is empty" in result.stderr and ": :" not in result.stderr
+
+
+def test_a_malformed_env_line_is_a_warning_with_its_line_number(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    lines = [f"{name}={value}" for name, value in seed_sandbox.env.items()]
+    lines.insert(2, "this line is not an assignment")
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    result = run_cli(sync_args())
+    assert result.exit_code == 0, result.output
+    assert "warning: .env line 3: ignored, not NAME=value" in result.stderr

@@ -130,7 +130,7 @@ def test_bad_yaml_names_the_line() -> None:
 
 def test_bad_yaml_indentation_line_number() -> None:
     text = "resources:\n  - kind: alert\n   selector: x\n"
-    assert error_of(text).startswith("mapping.yaml line 3: invalid YAML:")
+    assert error_of(text).startswith("mapping.yaml line 3, column 4: invalid YAML:")
 
 
 @pytest.mark.parametrize("text", ["", "resources: []", "resources:", "createMissingRelatedEntities: true"])

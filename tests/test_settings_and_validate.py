@@ -22,7 +22,7 @@ def test_option_beats_environment_beats_dotenv(tmp_path: Path) -> None:
     settings = resolve(Options(env_file=dotenv), env)
     assert settings.opsgenie_url == "https://from-env.example"
     assert settings.port_url == "https://dotenv-port.example"  # trailing /v1 stripped
-    assert settings.sources["port_url"] == ".env PORT_BASE_URL"
+    assert settings.sources["port_url"] == f"PORT_BASE_URL (.env file {dotenv})"
     settings = resolve(Options(env_file=dotenv, opsgenie_url="https://option.example"), env)
     assert settings.opsgenie_url == "https://option.example"
 
@@ -66,7 +66,7 @@ def test_cache_dir_option_beats_environment_beats_xdg_beats_home(tmp_path: Path)
     env = {**xdg, "OPSGENIE_EXPORT_CACHE_DIR": str(tmp_path / "env")}
     settings = resolve(base, env)
     assert settings.cache_dir == tmp_path / "env"
-    assert settings.sources["cache_dir"] == "env OPSGENIE_EXPORT_CACHE_DIR"
+    assert settings.sources["cache_dir"] == "OPSGENIE_EXPORT_CACHE_DIR (environment)"
     assert resolve(Options(no_env_file=True, cache_dir=tmp_path / "opt"), env).cache_dir == tmp_path / "opt"
     off = resolve(Options(no_env_file=True, no_cache=True, cache_dir=tmp_path / "opt"), env)
     assert off.cache_dir is None

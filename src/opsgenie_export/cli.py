@@ -185,6 +185,8 @@ def sync(
         if sys.stderr.isatty() and not quiet
         else TextEvents(console, quiet)
     )
+    for warning in settings.warnings:
+        events.message("warning", "env_file", warning)
     outcome = _run_with_signals(
         lambda stop: run_sync(settings, config, compiled, run_options, events=events, stop=stop)
     )
@@ -211,6 +213,8 @@ def validate(
     try:
         settings = resolve(options, need_credentials=False)
         console = make_console(redacting(sys.stderr, settings.secrets), color=color)
+        for warning in settings.warnings:
+            console.print(f"warning: {warning}", markup=False)
         blueprint_files = _port_blueprints(settings) if from_port else load_blueprints(settings.blueprints_dir)
     except ConfigError as exc:
         _fail(console, exc, ExitCode.CONFIG)
@@ -218,10 +222,11 @@ def validate(
         _fail(console, exc, ExitCode.AUTH)
     except ExportError as exc:
         _fail(console, exc, ExitCode.PARTIAL)
-    problems = [f"{p.location}: {p.message}" for p in validate_mapping_file(settings.mapping_path, blueprint_files)]
-    problems += _query_problems(settings.mapping_path)
+    found = validate_mapping_file(settings.mapping_path, blueprint_files)
+    problems = [problem.for_file(str(settings.mapping_path)) for problem in found]
+    problems += [f"{settings.mapping_path}: {problem}" for problem in _query_problems(settings.mapping_path)]
     for problem in problems:
-        console.print(f"{settings.mapping_path}: {problem}", markup=False)
+        console.print(problem, markup=False)
     if problems:
         console.print(f"{len(problems)} problem(s) found", markup=False, style="red")
         raise typer.Exit(int(ExitCode.CONFIG))
@@ -235,6 +240,7 @@ def _port_blueprints(settings: Settings) -> dict[str, dict[str, Any]]:
     client = PortClient(
         settings.port_url, settings.port_client_id, settings.port_client_secret, budget=WaitBudget(60.0)
     )
+    client.credentials_origin = settings.credential_origins()[1]
     try:
         return client.list_blueprints()
     finally:

@@ -39,15 +39,7 @@ from opsgenie_export.mapping import compile_mapping, load_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.report import redact
-from opsgenie_export.settings import (
-    OPSGENIE_TOKEN_NAMES,
-    PORT_CLIENT_ID_NAMES,
-    PORT_CLIENT_SECRET_NAMES,
-    Options,
-    Settings,
-    load_environment,
-    resolve,
-)
+from opsgenie_export.settings import Options, Settings, load_environment, require_credentials, resolve
 from opsgenie_export.transport import StopSignal, WaitBudget
 from opsgenie_export.webhook import (
     AlertMapper,
@@ -324,12 +316,14 @@ def build_service(
     common: dict[str, Any] = {"budget": budget, "timeout": config.timeout, "max_retries": config.max_retries}
     common["ca_bundle"] = config.ca_bundle
     port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
+    port.credentials_origin = settings.credential_origins()[1]
     closers: list[Callable[[], None]] = [port.close]
     writer = PortWriter(port, mapping)
     processor: Processor = PayloadProcessor(mapper, writer)
     opsgenie: OpsgenieClient | None = None
     if config.mode == "refetch":
         opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
+        opsgenie.key_origin = settings.credential_origins()[0]
         refetch = RefetchProcessor(mapper, writer, opsgenie, lookup_ttl=config.lookup_ttl)
         closers += [refetch.close, opsgenie.close]
         processor = refetch
@@ -365,13 +359,13 @@ def resolve_serve_settings(options: Options, mode: str) -> Settings:
     if mode == "payload" and options.mapping is None:
         raise ConfigError("--mode payload needs --mapping (e.g. examples/webhook/mapping.yaml): it maps the payload")
     settings = resolve(options, need_credentials=False)
-    required = [(settings.port_client_id, "Port client id", PORT_CLIENT_ID_NAMES)]
-    required.append((settings.port_client_secret, "Port client secret", PORT_CLIENT_SECRET_NAMES))
-    if mode == "refetch":
-        required.append((settings.opsgenie_token, "Opsgenie API token", OPSGENIE_TOKEN_NAMES))
-    for value, what, names in required:
-        if not value:
-            raise ConfigError(f"missing {what}: set {' or '.join(names)} (environment or .env)")
+    required = ["opsgenie_token"] if mode == "refetch" else []
+    values = {
+        "opsgenie_token": settings.opsgenie_token,
+        "port_client_id": settings.port_client_id,
+        "port_client_secret": settings.port_client_secret,
+    }
+    require_credentials(values, [*required, "port_client_id", "port_client_secret"])
     return settings
 
 
@@ -399,6 +393,8 @@ def serve_command(options: Options, config: ServeConfig, stderr: IO[str] | None 
     except (ExportError, OSError) as exc:
         log(f"error: cannot start: {exc}")
         return int(ExitCode.PARTIAL)
+    for warning in settings.warnings:
+        log(f"warning: {warning}")
     if len(config.secret) < 16:
         log(f"warning: {SECRET_NAME} is shorter than 16 characters; use a long random value")
     return _run_until_signal(service, config, settings.mapping_path, log)

@@ -7,13 +7,16 @@ value came from, and `Settings.describe()` shows them with secrets masked.
 
 from __future__ import annotations
 
+import logging
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from opsgenie_export.errors import ConfigError
 
@@ -24,6 +27,12 @@ PORT_CLIENT_SECRET_NAMES = ("PORT_CLIENT_SECRET", "OCEAN__PORT__CLIENT_SECRET")
 PORT_URL_NAMES = ("PORT_BASE_URL", "PORT_API_URL", "OCEAN__PORT__BASE_URL")
 INITIALIZE_NAMES = ("OCEAN__INITIALIZE_PORT_RESOURCES",)
 CACHE_DIR_NAMES = ("OPSGENIE_EXPORT_CACHE_DIR",)
+CA_BUNDLE_NAMES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # what requests itself reads
+CREDENTIALS = {  # settings key → (what, accepted names, option)
+    "opsgenie_token": ("Opsgenie API key", OPSGENIE_TOKEN_NAMES, "--opsgenie-token"),
+    "port_client_id": ("Port client id", PORT_CLIENT_ID_NAMES, "--port-client-id"),
+    "port_client_secret": ("Port client secret", PORT_CLIENT_SECRET_NAMES, "--port-client-secret"),
+}
 
 OPSGENIE_REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
 DEFAULT_PORT_URL = "https://api.getport.io"
@@ -66,6 +75,17 @@ class Settings:
     ca_bundle: Path | None = None
     cache_dir: Path | None = None  # None: no cache
     sources: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # e.g. .env lines that were ignored, with their line numbers
+
+    def origin(self, key: str) -> str:
+        """Where a value came from, for messages: 'OPSGENIE_API_TOKEN (environment)',
+        'OCEAN__PORT__CLIENT_SECRET (.env file ./.env)', 'option --port-url' or 'default'."""
+        return self.sources.get(key, "default")
+
+    def credential_origins(self) -> tuple[str, str]:
+        """(Opsgenie key, Port credentials) origins for the messages of a refused credential."""
+        port = f"the client id from {self.origin('port_client_id')} and the secret from "
+        return self.origin("opsgenie_token"), port + self.origin("port_client_secret")
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -93,12 +113,16 @@ def mask(secret: str | None) -> str:
     return f"****({len(secret)} chars)" if secret else "(not set)"
 
 
-def load_environment(options: Options, environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+def load_environment(
+    options: Options, environ: Mapping[str, str] | None = None, warnings: list[str] | None = None
+) -> dict[str, tuple[str, str]]:
     """Name -> (value, origin) from the process environment over the `.env` file.
 
-    The `.env` file is read without modifying os.environ; origin is 'env' or '.env'.
+    The `.env` file is read without modifying os.environ; origin is 'environment' or
+    '.env file PATH'. A line that is not `NAME=value` is ignored with a warning naming its line
+    (appended to `warnings` when given).
     """
-    values = {k: (v, "env") for k, v in (os.environ if environ is None else environ).items()}
+    values = {k: (v, "environment") for k, v in (os.environ if environ is None else environ).items()}
     if options.no_env_file:
         return values
     path = options.env_file or Path(".env")
@@ -106,23 +130,46 @@ def load_environment(options: Options, environ: Mapping[str, str] | None = None)
         raise ConfigError(f"--env-file {path}: file not found; pass an existing file or --no-env-file")
     if not path.is_file():
         return values
-    from_file = {k: (v, ".env") for k, v in dotenv_values(path).items() if v is not None}
+    if warnings is not None:
+        warnings.extend(_env_file_problems(path))
+    logging.getLogger("dotenv.main").disabled = True  # its own warning has no file name: ours is above
+    try:
+        parsed = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the .env file: {exc}") from None
+    from_file = {k: (v, f".env file {path}") for k, v in parsed.items() if v is not None}
     return {**from_file, **values}
+
+
+def _env_file_problems(path: Path) -> list[str]:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            bindings = list(parse_stream(stream))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the .env file: {exc}") from None
+    return [
+        f"{path} line {binding.original.line}: ignored, not NAME=value: {binding.original.string.strip()[:40]!r}"
+        for binding in bindings
+        if binding.error
+    ]
 
 
 def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_credentials: bool = True) -> Settings:
     """Merge options, environment, `.env` and defaults; raise ConfigError naming what to fix."""
-    env = load_environment(options, environ)
+    warnings: list[str] = []
+    env = load_environment(options, environ, warnings)
     sources: dict[str, str] = {}
 
     def pick(key: str, option_value: str | None, names: tuple[str, ...], flag: str) -> str | None:
-        if option_value:
+        if option_value is not None and flag:
+            if not option_value.strip():  # `--opsgenie-token ""`: an empty CI secret, not "use the env"
+                raise ConfigError(f"{flag} is empty; pass a value, or leave the option out to use {names[0]}")
             sources[key] = f"option {flag}"
             return option_value
         for name in names:
             value, origin = env.get(name, ("", ""))
             if value:
-                sources[key] = f"{origin} {name}"
+                sources[key] = f"{name} ({origin})"
                 return value
         return None
 
@@ -135,18 +182,18 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
     cache_dir = _cache_dir(options, pick, env)
 
     if need_credentials:
-        _require(token, "Opsgenie API token", OPSGENIE_TOKEN_NAMES, "--opsgenie-token")
-        _require(client_id, "Port client id", PORT_CLIENT_ID_NAMES, "--port-client-id")
-        _require(secret, "Port client secret", PORT_CLIENT_SECRET_NAMES, "--port-client-secret")
+        require_credentials(
+            {"opsgenie_token": token, "port_client_id": client_id, "port_client_secret": secret}, list(CREDENTIALS)
+        )
 
     mapping_path, mapping_source = _mapping_path(options)
     sources["mapping"] = mapping_source
     blueprints_dir = options.blueprints or _default_blueprints_dir()
-    if options.ca_bundle and not options.ca_bundle.is_file():
-        raise ConfigError(f"--ca-bundle {options.ca_bundle}: file not found")
+    sources["blueprints"] = "option --blueprints" if options.blueprints else _blueprints_source(blueprints_dir)
+    check_ca_bundle(options.ca_bundle, env)
     return Settings(
         opsgenie_token=token or "",
-        opsgenie_url=normalise_url(opsgenie_url, "Opsgenie API URL"),
+        opsgenie_url=normalise_opsgenie_url(opsgenie_url),
         port_client_id=client_id or "",
         port_client_secret=secret or "",
         port_url=normalise_port_url(port_url),
@@ -156,6 +203,7 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
         ca_bundle=options.ca_bundle,
         cache_dir=cache_dir,
         sources=sources,
+        warnings=tuple(warnings),
     )
 
 
@@ -202,9 +250,40 @@ def _cache_dir(options: Options, pick, env: Mapping[str, tuple[str, str]]) -> Pa
         return None
 
 
-def _require(value: str | None, what: str, names: tuple[str, ...], flag: str) -> None:
-    if not value:
-        raise ConfigError(f"missing {what}: set {' or '.join(names)} (environment or .env), or pass {flag}")
+def require_credentials(values: Mapping[str, str | None], keys: list[str]) -> None:
+    """ConfigError listing every missing credential at once (not one per run)."""
+    missing = [key for key in keys if not values.get(key)]
+    if not missing:
+        return
+    lines = []
+    for key in missing:
+        what, names, flag = CREDENTIALS[key]
+        lines.append(f"{what} (set {' or '.join(names)} in the environment or .env, or pass {flag})")
+    raise ConfigError(f"missing {len(missing)} credential(s): " + "; ".join(lines))
+
+
+def check_ca_bundle(option: Path | None, env: Mapping[str, tuple[str, str]]) -> None:
+    """--ca-bundle (or REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, which requests reads) must be a file of
+    PEM certificates: a wrong path or a file of something else is a configuration error, not a
+    TLS failure retried six times."""
+    if option is not None:
+        path, where = option, f"--ca-bundle {option}"
+    else:
+        found = [(name, env[name][0]) for name in CA_BUNDLE_NAMES if env.get(name, ("", ""))[0]]
+        if not found:
+            return
+        path, where = Path(found[0][1]), f"{found[0][0]}={found[0][1]}"
+    if path.is_dir():
+        return  # a c_rehash'ed directory of certificates: requests accepts it
+    if not path.is_file():
+        raise ConfigError(f"{where}: file not found")
+    try:
+        context = ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(f"{where}: not a bundle of PEM certificates ({reason})") from None
+    if not context.get_ca_certs():
+        raise ConfigError(f"{where}: holds no CA certificate (expected PEM '-----BEGIN CERTIFICATE-----' blocks)")
 
 
 def _mapping_path(options: Options) -> tuple[Path, str]:
@@ -216,6 +295,10 @@ def _mapping_path(options: Options) -> tuple[Path, str]:
     if local.is_file():
         return local, "./mapping.yaml"
     return PACKAGE_DEFAULTS / "mapping.yaml", "packaged default"
+
+
+def _blueprints_source(directory: Path) -> str:
+    return "./blueprints" if directory == Path("blueprints") else "packaged default"
 
 
 def _default_blueprints_dir() -> Path:
@@ -236,3 +319,13 @@ def normalise_port_url(url: str) -> str:
     """Port tools disagree on whether the base URL includes `/v1`: accept both."""
     url = normalise_url(url, "Port API URL")
     return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def normalise_opsgenie_url(url: str) -> str:
+    """Like Port's: the requests add `/v1`/`/v2` themselves, so a URL copied with either (or a
+    trailing `/`) is accepted instead of failing on `/v2/v1/services`."""
+    url = normalise_url(url, "Opsgenie API URL")
+    for suffix in ("/v1", "/v2"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)].rstrip("/")
+    return url

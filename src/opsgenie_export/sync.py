@@ -161,6 +161,7 @@ def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tup
     common = {"budget": budget, "timeout": options.timeout, "max_retries": options.max_retries, "ca_bundle": ca_bundle}
     port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
     opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
+    opsgenie.key_origin, port.credentials_origin = settings.credential_origins()
     return port, OpsgenieSource(opsgenie, settings.opsgenie_token)
 
 

@@ -159,17 +159,26 @@ def _parse_document(text: str, problems: list[Problem]) -> Any:
     try:
         return yaml.load(text, Loader=loader)  # a safe loader (C or Python)
     except yaml.YAMLError as error:
-        problems.append(_yaml_problem(error))
+        problems.append(_yaml_problem(error, text))
         return None
 
 
-def _yaml_problem(error: yaml.YAMLError) -> Problem:
+def _yaml_problem(error: yaml.YAMLError, source_text: str = "") -> Problem:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    location = f"line {mark.line + 1}" if mark is not None else ""
+    location = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     detail = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     text = f"{context}: {detail}" if context else str(detail)
-    return Problem(location, "invalid YAML: " + " ".join(text.split()))
+    lines = source_text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    indent = line[: len(line) - len(line.lstrip())]
+    if mark is not None and "\t" in line and ("'\\t'" in text or "\t" in indent):  # a tab YAML refused
+        tab = line.index("\t")
+        return Problem(
+            f"line {mark.line + 1}, column {tab + 1}",
+            "invalid YAML: a tab character; YAML indents with spaces only, so replace the tab with spaces",
+        )
+    return Problem(location, "invalid YAML: " + " ".join(text.replace("'\\t'", "a tab").split()))
 
 
 def _build_config(document: Mapping[str, Any], source: str, problems: list[Problem]) -> MappingConfig | None:

@@ -48,6 +48,8 @@ class OpsgenieStats:
 
 
 class OpsgenieClient:
+    key_origin = "OPSGENIE_API_TOKEN"  # where the key came from, for the 401 message (Settings.origin)
+
     def __init__(
         self,
         base_url: str,
@@ -135,7 +137,7 @@ class OpsgenieClient:
                 return None, "truncated or invalid JSON body", None
         if response.status_code in RETRYABLE_STATUSES and response.status_code != 501:
             return response.status_code, _describe(response), _wait_hint(response)
-        raise _final_error(response, url[len(self.base_url) :], self.base_url)
+        raise _final_error(response, url[len(self.base_url) :], self.base_url, self.key_origin)
 
 
 def _wait_hint(response: requests.Response) -> float | None:
@@ -163,14 +165,14 @@ def _describe(response: requests.Response) -> str:
     return ", ".join(parts)
 
 
-def _final_error(response: requests.Response, path: str, base_url: str) -> ExportError:
+def _final_error(response: requests.Response, path: str, base_url: str, key_origin: str) -> ExportError:
     detail = _describe(response)
     status = response.status_code
     request_id = response.headers.get("X-Request-ID")
     if status == 401:
         return AuthError(
             status=401,
-            message=f"Opsgenie refused the API key ({detail}) at {base_url}: check OPSGENIE_API_TOKEN, and the "
+            message=f"Opsgenie refused the API key ({detail}) at {base_url}: check the key from {key_origin}, and the "
             "region (EU accounts need --region eu or OPSGENIE_API_URL=https://api.eu.opsgenie.com)",
         )
     if status == 402 or (status == 403 and path.startswith("/v1/incidents")):

@@ -63,6 +63,9 @@ class PortStats:
 
 
 class PortClient:
+    # where the credentials came from, for the 401 message (Settings.origin)
+    credentials_origin = "PORT_CLIENT_ID and PORT_CLIENT_SECRET"
+
     def __init__(
         self,
         base_url: str,
@@ -163,7 +166,7 @@ class PortClient:
                     if status == 429:
                         self.stats.throttled += 1
                 else:
-                    raise _final_error(method, path, response, authorised)
+                    raise _final_error(method, path, response, authorised, self.credentials_origin)
             if wait_hint is None and attempt >= self.max_retries:
                 raise ApiError(f"Port {method} {path} failed after {attempt + 1} attempts: {detail}")
             delay = jittered(wait_hint) if wait_hint is not None else backoff_delay(attempt)
@@ -348,12 +351,14 @@ def _describe(response: requests.Response) -> str:
     return ", ".join(parts)
 
 
-def _final_error(method: str, path: str, response: requests.Response, authorised: bool) -> ApiError:
+def _final_error(
+    method: str, path: str, response: requests.Response, authorised: bool, credentials_origin: str
+) -> ApiError:
     detail = _describe(response)
     status = response.status_code
     if not authorised and status in (401, 403, 422):
         return AuthError(
-            f"Port refused the client credentials ({detail}): check PORT_CLIENT_ID and PORT_CLIENT_SECRET, "
+            f"Port refused the client credentials ({detail}): check {credentials_origin}, "
             "and PORT_BASE_URL for the region"
         )
     if status in (401, 403):
