@@ -3,6 +3,9 @@ rate limits, faults, and the ids-changed / no-services modes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -533,3 +536,75 @@ def test_running_sandbox_serves_one_account_on_both_sources() -> None:
             auth=(env["ATLASSIAN_EMAIL"], env["ATLASSIAN_API_TOKEN"]),
         ).json()["count"]
         assert again == 121  # one account, changes show on both faces
+
+
+def test_alert_by_alias_and_the_on_request_hook(account: Account) -> None:
+    seen: list[str] = []
+    alert = next(a for a in account.alerts if a.get("alias"))
+    with running_jsm(account, email=EMAIL, api_token=TOKEN) as face:
+        face.on_request = lambda request: seen.append(request.path)
+        found = session().get(f"{ops(face)}/v1/alerts/alias", params={"alias": alert["alias"]})
+        missing = session().get(f"{ops(face)}/v1/alerts/alias", params={"alias": "no-such-alias"})
+        requests.get(f"{ops(face)}/v1/alerts/alias", params={"alias": alert["alias"]}, auth=("x", "y"))
+    assert found.status_code == 200 and found.json()["id"] == alert["id"]
+    assert missing.status_code == 404
+    assert seen == [f"/jsm/ops/api/{face.cloud_id}/v1/alerts/alias"] * 2  # refused logins never reach it
+
+
+def test_incidents_added_to_the_account_show_in_the_next_search() -> None:
+    account = generate_account(alerts=30, incidents=6, services=3, seed=9)
+    with running_jsm(account, email=EMAIL, api_token=TOKEN) as face:
+        before = search(face, {"jql": INCIDENTS})
+        fresh = dict(account.incidents[-1], id="fresh-incident-1", tinyId="77", message="Fresh outage")
+        account.add_incident(fresh, alert_ids=[account.alerts[0]["id"]])
+        after = search(face, {"jql": INCIDENTS, "fields": ["summary"]})
+        linked = (
+            session()
+            .get(f"{face.api_url}/jsm/incidents/cloudId/{face.cloud_id}/v1/incident/fresh-incident-1/alert")
+            .json()
+        )
+    assert len(after) == len(before) + 1
+    assert any(i["id"] == "fresh-incident-1" and i["fields"]["summary"] == "Fresh outage" for i in after)
+    assert linked["values"]["alertIds"] == [account.alerts[0]["id"]]
+
+
+def test_standalone_serves_the_jsm_face_and_reports_it() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opsgenie_export.sandbox.standalone",
+            "--alerts",
+            "40",
+            "--incidents",
+            "5",
+            "--jsm",
+            "--jsm-ids-changed",
+            "--jsm-no-services",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        ready = json.loads(process.stdout.readline())
+        jsm = ready["jsm"]
+        assert set(jsm["env"]) == {
+            "JSM_SITE_URL",
+            "JSM_API_URL",
+            "JSM_CLOUD_ID",
+            "ATLASSIAN_EMAIL",
+            "ATLASSIAN_API_TOKEN",
+        }
+        auth = (jsm["email"], jsm["api_token"])
+        listed = requests.get(f"{jsm['api']}/jsm/ops/api/{jsm['cloud_id']}/v1/alerts", auth=auth).json()
+        assert listed["count"] == 40
+        services = requests.get(f"{jsm['api']}/jsm/api/{jsm['cloud_id']}/v1/services/", auth=auth)
+        assert services.status_code == 404
+        process.stdin.close()
+        exit_report = json.loads(process.stdout.readline())
+    finally:
+        process.wait(timeout=30)
+    assert exit_report["event"] == "exit"
+    assert exit_report["jsm"]["requests"] == 2 and exit_report["jsm"]["byStatus"] == {"200": 1, "404": 1}

@@ -5,7 +5,8 @@ show it, on two real HTTP servers on 127.0.0.1 (ephemeral ports):
 
 - `face.api_url` plays `https://api.atlassian.com` (the client's `--jsm-api-url`):
     GET  /jsm/ops/api/{cloudId}/v1/alerts                 ?query&offset&size&sort&order&from&to
-    GET  /jsm/ops/api/{cloudId}/v1/alerts/{id}
+    GET  /jsm/ops/api/{cloudId}/v1/alerts/{id}            (the full id; a tinyId is 404)
+    GET  /jsm/ops/api/{cloudId}/v1/alerts/alias           ?alias
     GET  /jsm/ops/api/{cloudId}/v1/teams                  -> {platformTeams: [{teamId, teamName}]}
     GET  /jsm/ops/api/{cloudId}/v1/teams/{teamId}/escalations   ?offset&size
     GET  /jsm/ops/api/{cloudId}/v1/schedules              ?query&offset&size&expand=rotation
@@ -250,6 +251,7 @@ class JsmFace:
         self.now = now or time.monotonic
         self.wall_clock = wall_clock or time.time
         self.faults = faults or FaultPlan()
+        self.on_request: Callable[[Request], None] | None = None  # called for each authenticated request
         self.ids = IdMap(self)
         self.api = JsmApiEmulator(self, latency=latency, rate_limit=api_rate_limit)
         self.site = JiraSiteEmulator(self, latency=latency, rate_limit=site_rate_limit)
@@ -426,6 +428,8 @@ class _AtlassianServer(EmulatorServer):
             return None
         if not self._authenticated(request):
             return self.unauthorized()
+        if self.face.on_request is not None:
+            self.face.on_request(request)
         throttled = self._throttle(request)
         if throttled is not None:
             return throttled
@@ -496,6 +500,7 @@ class JsmApiEmulator(_AtlassianServer):
         ops = r"/jsm/ops/api/(?P<cloud>[^/]+)/v1"
         ident = r"(?P<identifier>[^/]+)"
         self.route("GET", rf"{ops}/alerts/?", self._list_alerts, SCOPE_ALERT)
+        self.route("GET", rf"{ops}/alerts/alias", self._get_alert_by_alias, SCOPE_ALERT)
         self.route("GET", rf"{ops}/alerts/{ident}", self._get_alert, SCOPE_ALERT)
         self.route("GET", rf"{ops}/teams/?", self._list_teams, SCOPE_CONFIG)
         self.route("GET", rf"{ops}/teams/{ident}/escalations/?", self._list_escalations, SCOPE_CONFIG)
@@ -581,6 +586,16 @@ class JsmApiEmulator(_AtlassianServer):
         self._cloud(cloud)
         og_id = self.face.ids.back("alert", unquote(identifier))
         alert = self.face.account.find_alert(og_id) if og_id else None
+        if alert is None:
+            raise Problem(404, "Alert does not exist", "NOT_FOUND")
+        return Response(200, self._alert(alert))
+
+    def _get_alert_by_alias(self, request: Request, cloud: str) -> Response:
+        self._cloud(cloud)
+        alias = request.arg("alias")
+        if not alias:
+            raise Problem(422, "alias is required")
+        alert = self.face.account.find_alert(alias, "alias")
         if alert is None:
             raise Problem(404, "Alert does not exist", "NOT_FOUND")
         return Response(200, self._alert(alert))
@@ -769,6 +784,8 @@ class JiraSiteEmulator(_AtlassianServer):
     name = "jira-site-emulator"
 
     def _register(self) -> None:
+        self._issues_cache: tuple[tuple[int, ...], list[dict[str, Any]]] | None = None
+        self._issues_lock = threading.Lock()
         self.route("GET", r"/_edge/tenant_info", self._tenant_info, None)
         self.route("GET", r"/rest/api/3/search/jql", self._search, SCOPE_JIRA_WORK)
         self.route("POST", r"/rest/api/3/search/jql", self._search, SCOPE_JIRA_WORK)
@@ -881,10 +898,16 @@ class JiraSiteEmulator(_AtlassianServer):
         return fields
 
     def _issues(self) -> list[dict[str, Any]]:
+        """Every work item of the site, rebuilt only when the account's incidents, users or services change."""
         face = self.face
-        issues = [jira_incident(face, incident, self.url) for incident in list(face.account.incidents)]
-        issues += [_service_request(face, n, self.url) for n in range(_service_request_count(face.account))]
-        return issues
+        version = face.account.version("incidents", "users", "services")
+        with self._issues_lock:
+            if self._issues_cache is not None and self._issues_cache[0] == version:
+                return self._issues_cache[1]
+            issues = [jira_incident(face, incident, self.url) for incident in list(face.account.incidents)]
+            issues += [_service_request(face, n, self.url) for n in range(_service_request_count(face.account))]
+            self._issues_cache = (version, issues)
+            return issues
 
     def _fields(self, request: Request) -> Response:
         return Response(

@@ -213,6 +213,13 @@ def report(
     }
     if jsm is not None:
         document["jsm"] = _jsm_report(jsm)
+        if jsm.ids_changed:  # the JSM ids of the account's alerts and incidents, as a JSM run writes them
+            jsm_alerts = {jsm.jsm_id("alert", i) for i in alert_ids}
+            jsm_incidents = {jsm.jsm_id("incident", i) for i in incident_ids}
+            for blueprint, ids in stores.items():
+                matching = document["portEntitiesMatchingAccount"][blueprint]
+                matching["jsmAlerts"] = sum(1 for i in ids if i in jsm_alerts)
+                matching["jsmIncidents"] = sum(1 for i in ids if i in jsm_incidents)
     return document
 
 
