@@ -47,6 +47,7 @@ class Sandbox:
             "JSM_API_URL": self.jsm_urls[0],
             "JSM_SITE_URL": self.jsm_urls[1],
             "JSM_CLOUD_ID": self.jsm.cloud_id,
+            "JSM_ORG_ID": self.jsm.org_id,
             "ATLASSIAN_EMAIL": self.jsm.email,
             "ATLASSIAN_API_TOKEN": self.jsm.api_token,
             "PORT_CLIENT_ID": PORT_ID,

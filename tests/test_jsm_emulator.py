@@ -594,6 +594,7 @@ def test_standalone_serves_the_jsm_face_and_reports_it() -> None:
             "JSM_SITE_URL",
             "JSM_API_URL",
             "JSM_CLOUD_ID",
+            "JSM_ORG_ID",
             "ATLASSIAN_EMAIL",
             "ATLASSIAN_API_TOKEN",
         }

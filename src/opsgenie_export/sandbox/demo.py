@@ -43,7 +43,7 @@ def _merge(account: Account, extra: Account) -> None:
 def start_jsm_face(account: Account, **options: Any) -> JsmFace:
     """The demo account's JSM/Jira face, started (stop it with `.stop()`, or use it as a context
     manager). `face.env()` holds what a `--source jsm` run needs: JSM_SITE_URL, JSM_API_URL,
-    JSM_CLOUD_ID, ATLASSIAN_EMAIL, ATLASSIAN_API_TOKEN."""
+    JSM_CLOUD_ID, JSM_ORG_ID, ATLASSIAN_EMAIL, ATLASSIAN_API_TOKEN."""
     return JsmFace(account, email=DEMO_ATLASSIAN_EMAIL, api_token=DEMO_ATLASSIAN_TOKEN, **options).start()
 
 

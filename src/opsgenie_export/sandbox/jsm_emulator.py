@@ -287,6 +287,7 @@ class JsmFace:
             "JSM_API_URL": self.api_url,
             "ATLASSIAN_EMAIL": self.email,
             "ATLASSIAN_API_TOKEN": self.api_token,
+            "JSM_ORG_ID": self.org_id,
         }
         if with_cloud_id:
             env["JSM_CLOUD_ID"] = self.cloud_id
