@@ -125,6 +125,7 @@ def run_sync(
         run.reconcile()
     except ExportError as exc:
         outcome.fatal = exc
+        run.abandon_held(exc)
         if run.sink:
             run.sink.abort()
     finally:
@@ -456,6 +457,15 @@ class _Run:
             self.sink.close(relation_order(self.relation_targets))
         finally:
             self.sink = first_writes
+
+    def abandon_held(self, cause: ExportError) -> None:
+        """The run stopped: held entities are not written, and their items count as failed."""
+        for entry in [*self.held.values(), *self.repeats.values()]:
+            message = f"{entry.blueprint} {entry.body.get('identifier')}: not written: the run stopped ({cause})"
+            self.outcome.blueprint(entry.blueprint).add("failed", error=message)
+            entry.ticket.settle(message)
+        self.held.clear()
+        self.repeats.clear()
 
     def _identifier_problem(self, stats: ResourceStats, item: dict[str, Any], entities: list[Any]) -> str | None:
         """Invalid identifiers fail the whole item before anything is written; so do colliding
