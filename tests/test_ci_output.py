@@ -200,7 +200,7 @@ def test_github_clean_run_writes_the_summary_and_no_annotation(tmp_path: Path) -
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert "success (exit 0" in summary
     assert "| 0 | alert | opsgenieAlert | 5 | 0 | 4 | 1 | 0 | 0 | 0 | ok |" in summary
-    assert "| opsgenieAlert | 4 | 1 | 0 | 0 | done |" in summary
+    assert "| opsgenieAlert | 4 | 1 | 0 | 0 | 0 | done |" in summary
     assert "Failures" not in summary
     assert Path(env["GITHUB_OUTPUT"]).read_text() == "exit-code=0\nsummary-result=success\nwarnings=0\n"
 
@@ -232,13 +232,13 @@ def test_github_step_summary_tables_hold_hostile_text_in_their_cells(tmp_path: P
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
     assert summary.startswith("### Opsgenie → Port: partial (exit 1, 2.0s)")
     assert "| 1 | incident | opsgenieIncident | 0 | 0 | 0 | 0 | 0 | 0 | 0 | failed |" in summary
-    assert "| opsgenieService | 3 | 0 | 0 | 0 | skipped: 100% of a\\|b stale |" in summary
+    assert "| opsgenieService | 3 | 0 | 0 | 0 | 0 | skipped: 100% of a\\|b stale |" in summary
     assert "- resources[1] incident: failed: fetch failed: x\\\\n##vso[task.complete result=Succeeded]" in summary
     assert "- resources[0] alert: alert a\\|b: mapping failed" in summary
     assert "**Result: partial**, exit code 1." in summary
     for line in summary.splitlines():
         if line.startswith("|"):
-            assert len(re.findall(r"(?<!\\)\|", line)) in (12, 7), line  # resource or blueprint columns + 1
+            assert len(re.findall(r"(?<!\\)\|", line)) in (12, 8), line  # resource or blueprint columns + 1
 
 
 def test_github_summary_is_appended_not_replaced(tmp_path: Path) -> None:
@@ -283,7 +283,13 @@ def test_github_failure_list_is_truncated(tmp_path: Path) -> None:
     env = github_env(tmp_path)
     publish(many_failures(), env)
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
-    assert f"({ci.SUMMARY_FAILURES} of 45 shown" in summary
+    # 3 resources x (10 listed + 1 line saying 20 more were cut) + 15 skipped deletions = 48 lines
+    assert f"(the first {ci.SUMMARY_FAILURES} of 48 lines; the job log has them all)" in summary
+    assert (
+        "- resources[0] alert: … 20 more failure(s) not listed here (all are counted; the JSON summary lists 20)"
+        in summary
+    )
+    assert "has them all)" not in summary.replace("the job log has them all)", "")
     assert len([line for line in summary.splitlines() if line.startswith("- ")]) == ci.SUMMARY_FAILURES
 
 
@@ -372,7 +378,10 @@ def test_summary_and_text_progress_on_stderr_carry_no_command_and_no_control_seq
     text = stream.getvalue()
     assert "\x1b[" not in text
     assert_no_command(text)
-    assert "resources[1] incident: 0 fetched (failed: fetch failed: x\\n**vso[task.complete" in text
+    assert "resources[1] incident: 0 fetched in " in text
+    assert " → 0 to write, 0 unchanged, 0 filtered, 0 failed (failed: fetch failed" in text
+    assert "(failed: fetch failed: x\\n**vso[task.complete" in text
+    assert len([line for line in text.splitlines() if line.startswith("resources[0] alert: 6 fetched")]) == 1
 
 
 def test_no_color_on_a_terminal_has_no_colour_codes() -> None:
@@ -428,7 +437,8 @@ def test_rich_progress_renders_bars_on_a_terminal_and_stops_cleanly() -> None:
     events.resource_started(outcome.resources[1])  # the run stops in the middle of this one
     render_end(outcome, console, events)
     text = stream.getvalue()
-    assert "resources[0] alert" in text and "6 fetched · 6 settled · 4 failed" in text
+    assert "resources[0] alert" in text and "6 fetched, 6 processed, 4 failed" in text
+    assert "settled" not in text
     assert "Port blueprints" in text
     assert events._progress is None
 

@@ -3,12 +3,26 @@ say where and why, reports that tell the truth — each case through the real CL
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import OPSGENIE_KEY, PORT_SECRET, REPO, Sandbox, default_mapping_with, run_cli, sync_args
+from opsgenie_export.outcome import BlueprintStats, ResourceStats, RunOutcome
+from opsgenie_export.report import make_console, render_summary
+from opsgenie_export.sandbox.accounts import generate_account
+
+from conftest import (
+    OPSGENIE_KEY,
+    PORT_SECRET,
+    REPO,
+    Sandbox,
+    default_mapping_with,
+    run_cli,
+    running_sandbox,
+    sync_args,
+)
 
 BLUEPRINTS = REPO / "blueprints"
 
@@ -228,3 +242,84 @@ def test_a_malformed_env_line_is_a_warning_with_its_line_number(seed_sandbox: Sa
     result = run_cli(sync_args())
     assert result.exit_code == 0, result.output
     assert "warning: .env line 3: ignored, not NAME=value" in result.stderr
+
+
+# -- cases 9 and 10: honest, readable reports -------------------------------------------------
+
+OCEAN = REPO / "examples" / "ocean"
+
+
+def _table_lines(stderr: str) -> list[str]:
+    """The summary tables: from the first table's title to the first message line after them
+    (messages are `where: what`; table rows have no ': ')."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Opsgenie → Port"))
+    blueprints = next(i for i, line in enumerate(lines) if line.startswith("Port blueprints"))
+    end = next((i for i, line in enumerate(lines[blueprints:], blueprints) if ": " in line), len(lines))
+    return lines[start:end]
+
+
+@pytest.mark.parametrize("columns", ["80", None], ids=["COLUMNS=80", "default"])
+def test_summary_tables_fit_80_columns_without_ellipses(columns: str | None) -> None:
+    account = generate_account(alerts=40, incidents=10, services=6, teams=3, schedules=5, seed=3)
+    with running_sandbox(account) as sandbox:
+        env = {**sandbox.env, **({"COLUMNS": columns} if columns else {})}
+        args = ["sync", "--mapping", str(OCEAN / "mapping.yaml"), "--blueprints", str(OCEAN / "blueprints")]
+        result = run_cli([*args, "--initialize-port-resources", "--no-delete"], env)
+    assert result.exit_code == 0, result.output
+    table = _table_lines(result.stderr)
+    assert any(" schedule " in line for line in table) and any("opsGenieSchedule " in line for line in table)
+    assert any("off (--no-delete)" in line for line in table), table
+    assert all(len(line) <= 80 for line in table), "\n".join(line for line in table if len(line) > 80)
+    assert not any("…" in line for line in table), table
+    # one progress line per resource, in words a user knows
+    progress = [line for line in result.stderr.splitlines() if line.startswith("resources[0] ")]
+    assert len(progress) == 1 and " fetched in " in progress[0] and " to write, " in progress[0], progress
+    assert "settled" not in result.output
+
+
+def test_no_delete_still_counts_the_stale_entities(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    assert run_cli(sync_args(), seed_sandbox.env).exit_code == 0
+    for n in range(3):
+        seed_sandbox.port.put_entity("opsGenieAlert", {"identifier": f"stale-alert-{n}", "title": "gone upstream"})
+    summary = tmp_path / "summary.json"
+    result = run_cli(sync_args("--no-delete", "--summary-json", str(summary)), seed_sandbox.env)
+    assert result.exit_code == 0, result.output
+    alerts = next(b for b in json.loads(summary.read_text())["blueprints"] if b["blueprint"] == "opsGenieAlert")
+    assert alerts["stale"] == 3 and alerts["deleted"] == 0 and alerts["deletion"] == "off (--no-delete)"
+    assert "stale-alert-0" in seed_sandbox.port.entities["opsGenieAlert"]
+
+
+def test_cut_failure_lists_say_how_many_were_left_out_and_github_summary_tells_the_truth(
+    seed_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    for n in range(25):  # 25 alerts whose title fails to map (a string plus an array)
+        seed_sandbox.account.add_alert({**seed_sandbox.account.alerts[0], "id": f"extra-{n}", "tinyId": str(900 + n)})
+    args = sync_args("--summary-json", str(tmp_path / "summary.json"))
+    args[2] = str(default_mapping_with(tmp_path / "mapping.yaml", ("title: .message", "title: .message + .tags")))
+    step_summary = tmp_path / "step-summary.md"
+    env = {**seed_sandbox.env, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(step_summary)}
+    result = run_cli(args, env)
+    assert result.exit_code == 1, result.output
+    alert = next(r for r in json.loads((tmp_path / "summary.json").read_text())["resources"] if r["kind"] == "alert")
+    assert alert["failed"] == 26 and len(alert["errors"]) == 20
+    assert "resources[2] alert: … 16 more failure(s) not listed here (all are counted; the JSON summary lists 20)" in (
+        result.stderr
+    )
+    github = step_summary.read_text()
+    assert "16 more failure(s) not listed here" in github
+    assert "has them all" not in github
+
+
+def test_the_widest_table_wraps_a_long_name_instead_of_cutting_it() -> None:
+    """Six-digit counts, a warnings column, 'truncated' and a long kind and blueprint at 80 columns."""
+    counts = dict.fromkeys(("fetched", "filtered", "upserted", "unchanged", "failed"), 123456)
+    stats = ResourceStats(12, "schedule-oncall", [], status="truncated", reason="r", skipped=5, **counts)
+    blueprint = BlueprintStats("opsGenieScheduleOncallRecipients", stale=123456, deletion="off (--no-delete)")
+    stream = io.StringIO()
+    render_summary(RunOutcome([stats], {blueprint.blueprint: blueprint}), make_console(stream, color=False))
+    table = _table_lines(stream.getvalue())
+    assert all(len(line) <= 80 for line in table) and not any("…" in line for line in table)
+    text = "\n".join(table)
+    assert "truncated" in text and "123456" in text and "warnings" in text and "schedule-oncall" in text
+    assert "\nopsGenieScheduleOncal" in text and "\nlRecipients" in text  # wrapped onto two lines, not cut

@@ -28,7 +28,7 @@ MESSAGE_CHARS = 2_000  # one annotation's message
 CELL_CHARS = 200  # one Markdown table cell
 SUMMARY_FAILURES = 30  # failure lines listed in the step summary
 SUMMARY_BYTES = 256 * 1024  # GitHub drops a step summary above 1 MiB; stay far below
-BLUEPRINT_COLUMNS = ("upserted", "unchanged", "failed", "deleted")
+BLUEPRINT_COLUMNS = ("upserted", "unchanged", "failed", "stale", "deleted")
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,12 @@ def step_summary(outcome: RunOutcome) -> str:
     failures = failure_lines(outcome)
     if failures:
         shown = failures[:SUMMARY_FAILURES]
-        lines += ["", f"**Failures** ({len(shown)} of {len(failures)} shown; the JSON summary has them all)", ""]
+        cut = (
+            f" (the first {len(shown)} of {len(failures)} lines; the job log has them all)"
+            if len(shown) < len(failures)
+            else ""
+        )
+        lines += ["", f"**Failures**{cut}", ""]
         lines += [f"- {markdown_cell(line, CELL_CHARS * 2)}" for line in shown]
     lines += ["", f"**Result: {verdict}**, exit code {int(outcome.exit_code)}."]
     return _within_budget("\n".join(lines) + "\n\n")

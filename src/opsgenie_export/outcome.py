@@ -50,6 +50,7 @@ class ResourceStats(_Tally):
     unprocessed: int = 0  # of `failed`: items that failed before writing (mapping, enrichment, identifier)
     skipped: int = 0  # items whose identifier or blueprint mapped to null (warning)
     merged: int = 0  # items whose entity was merged into another item's (warning)
+    total: int | None = None  # items the listing holds, when known before mapping (progress)
     merged_items: int = 0  # items that shared an identifier with another item of this resource
     merged_entities: int = 0  # the entities those items were merged into
     errors: list[str] = field(default_factory=list)

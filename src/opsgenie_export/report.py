@@ -11,6 +11,7 @@ stdout. Real workflow commands are written by `ci.publish`, on stdout only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -26,6 +28,7 @@ from opsgenie_export.outcome import ResourceStats, RunOutcome, result_word
 from opsgenie_export.sync import Events
 
 RESOURCE_COLUMNS = ("fetched", "filtered", "upserted", "unchanged", "failed")
+BLUEPRINT_COLUMNS = ("upserted", "unchanged", "failed", "stale", "deleted")
 WARNING_BUCKETS = ("skipped", "merged")  # items skipped or merged by the mapping: warnings, not failures
 
 
@@ -73,34 +76,48 @@ def make_console(stream: IO[str], *, color: bool) -> Console:
         no_color=not color,
         highlight=False,
         soft_wrap=not terminal,
-        width=None if terminal else 140,
+        width=None if terminal else _log_width(),
     )
+
+
+def _log_width() -> int:
+    """Width of a log that is not a terminal: COLUMNS when set, else 80 (the tables fit in it;
+    plain lines are never wrapped)."""
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 80
 
 
 class TextEvents(Events):
     """Plain line-by-line progress on stderr (CI logs)."""
 
+    PROGRESS_EVERY = 10.0  # seconds: a kind that takes longer gets a line this often meanwhile
+
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self._last_page = 0.0
+        self._last_line = 0.0
+        self._started = 0.0
 
     def _print(self, text: str) -> None:
         if not self.quiet:
             self.console.print(text, markup=False, highlight=False)
 
     def resource_started(self, stats: ResourceStats) -> None:
-        self._print(f"{stats.label}: fetching")
+        self._started = self._last_line = time.monotonic()
 
     def page_done(self, stats: ResourceStats) -> None:
         now = time.monotonic()
-        if now - self._last_page >= 2.0:
-            self._last_page = now
-            self._print(f"{stats.label}: {stats.fetched} fetched, {stats.settled} settled, {stats.failed} failed")
+        if now - self._last_line >= self.PROGRESS_EVERY:
+            self._last_line = now
+            self._print(f"{stats.label}: {_progress_counts(stats, now - self._started)} so far")
 
     def resource_done(self, stats: ResourceStats) -> None:
+        """One line per resource: what it fetched and where each item ended."""
         suffix = f" ({stats.status}: {one_line(stats.reason)})" if stats.status != "ok" else ""
-        self._print(f"{stats.label}: {stats.fetched} fetched{suffix}")
+        seconds = time.monotonic() - self._started
+        self._print(f"{stats.label}: {stats.fetched} fetched in {seconds:.1f}s → {_outcome_counts(stats)}{suffix}")
 
     def message(self, level: str, event: str, text: str, **fields: Any) -> None:
         if level != "debug":
@@ -110,13 +127,16 @@ class TextEvents(Events):
 class RichEvents(Events):
     """Progress bars on a terminal (stderr): one per resource, kept on screen once it is done.
 
-    Opsgenie's listings give no total, so a bar pulses while its kind is fetched and fills when done.
+    Where the count is known up front (kinds listed whole before mapping: incidents, services,
+    teams, …) the bar has a total; streamed kinds (alerts, users) give none, so their bar pulses
+    while fetched and fills when done. Either way the line shows the rate in items per second.
     """
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._progress: Progress | None = None
         self._task: Any = None
+        self._started = 0.0
 
     def resource_started(self, stats: ResourceStats) -> None:
         self.close()
@@ -130,11 +150,13 @@ class RichEvents(Events):
             redirect_stdout=False,  # stdout carries data and CI commands, never progress
         )
         self._task = self._progress.add_task(stats.label, total=None, counts="fetching")
+        self._started = time.monotonic()
         self._progress.start()
 
     def page_done(self, stats: ResourceStats) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, counts=_progress_counts(stats))
+            counts = _progress_counts(stats, time.monotonic() - self._started)
+            self._progress.update(self._task, total=stats.total, completed=stats.settled, counts=counts)
 
     def resource_done(self, stats: ResourceStats) -> None:
         if self._progress is None:
@@ -146,7 +168,7 @@ class RichEvents(Events):
             description=f"{stats.label}{status}",
             total=total,
             completed=total,
-            counts=_progress_counts(stats),
+            counts=_progress_counts(stats, time.monotonic() - self._started),
         )
         self.close()
 
@@ -161,8 +183,19 @@ class RichEvents(Events):
             self._progress = None
 
 
-def _progress_counts(stats: ResourceStats) -> str:
-    return f"{stats.fetched} fetched · {stats.settled} settled · {stats.failed} failed"
+def _outcome_counts(stats: ResourceStats) -> str:
+    """Where a resource's items went when its listing ends; writes may still be on their way to
+    Port (the tables at the end have the final counts)."""
+    to_write = max(0, stats.fetched - stats.settled) + stats.upserted
+    return f"{to_write} to write, {stats.unchanged} unchanged, {stats.filtered} filtered, {stats.failed} failed"
+
+
+def _progress_counts(stats: ResourceStats, seconds: float) -> str:
+    """'1200 of 5000 fetched, 1180 processed, 0 failed, 600/s': processed = written, unchanged,
+    filtered, failed or skipped; the total only where the listing gave it."""
+    of = f" of {stats.total}" if stats.total is not None else ""
+    rate = f", {stats.fetched / seconds:.0f}/s" if seconds > 0.5 else ""
+    return f"{stats.fetched}{of} fetched, {stats.settled} processed, {stats.failed} failed{rate}"
 
 
 def safe_json(data: Any, indent: int | None = None) -> str:
@@ -254,9 +287,9 @@ def render_end(outcome: RunOutcome, console: Console, events: Events | None = No
 
 def render_summary(outcome: RunOutcome, console: Console) -> None:
     """The per-kind and per-blueprint tables, then failures and the verdict."""
-    console.print(_resource_table(outcome))
+    console.print(_fitted(_resource_table, outcome, console))
     if outcome.blueprints:
-        console.print(_blueprint_table(outcome))
+        console.print(_fitted(_blueprint_table, outcome, console))
     for line in warning_lines(outcome):
         console.print(line, markup=False, style="yellow")
     for line in failure_lines(outcome):
@@ -278,44 +311,88 @@ def with_warnings(outcome: RunOutcome) -> str:
 
 
 def failure_lines(outcome: RunOutcome, limit: int = 10) -> list[str]:
+    """The fatal error, each failed kind, the first `limit` failures per resource and blueprint —
+    with how many were left out — and every skipped deletion with its reason."""
     lines = []
     if outcome.fatal:
         lines.append(f"error: {outcome.fatal}")
     for stats in outcome.resources:
         if stats.status not in ("ok", "pending"):
             lines.append(f"{stats.label}: {stats.status}: {stats.reason}")
-        lines.extend(f"{stats.label}: {error}" for error in stats.errors[:limit])
-    for stats in outcome.blueprints.values():
-        if stats.deletion_skipped:
-            lines.append(f"{stats.blueprint}: deletion {stats.deletion}")
+        lines.extend(_cut(stats.label, stats.errors, stats.failed, limit))
+    for blueprint in outcome.blueprints.values():
+        lines.extend(_cut(blueprint.blueprint, blueprint.errors, len(blueprint.errors), limit))
+        if blueprint.deletion_skipped:
+            lines.append(f"{blueprint.blueprint}: deletion {blueprint.deletion}")
     return [one_line(line) for line in lines]
 
 
-def _resource_table(outcome: RunOutcome) -> Table:
-    table = Table(title="Opsgenie → Port", title_justify="left")
-    for column in ("resource", "kind", "blueprint", *RESOURCE_COLUMNS, "status"):
-        table.add_column(column, justify="right" if column in RESOURCE_COLUMNS else "left")
+def _cut(label: str, errors: list[str], failed: int, limit: int) -> list[str]:
+    """The first `limit` messages, then one line saying how many failures are not listed."""
+    shown = errors[:limit]
+    lines = [f"{label}: {error}" for error in shown]
+    left_out = max(failed, len(errors)) - len(shown)
+    if left_out > 0:
+        kept = f"; the JSON summary lists {len(errors)}" if len(errors) > len(shown) else ""
+        lines.append(f"{label}: … {left_out} more failure(s) not listed here (all are counted{kept})")
+    return lines
+
+
+# The tables fit 80 columns: no vertical rules, two spaces between columns (one where that makes
+# the table fit), short status words
+# (a skipped deletion's reason is a line below the table), numbers never cut, and a long name
+# wraps onto a second line instead of losing its end to an ellipsis.
+_TABLE_STYLE: dict[str, Any] = {
+    "box": box.SIMPLE_HEAD,
+    "show_edge": False,
+    "padding": (0, 1),
+    "pad_edge": False,
+    "collapse_padding": True,
+    "title_justify": "left",
+}
+
+
+def _fitted(build: Any, outcome: RunOutcome, console: Console) -> Table:
+    """The table with two spaces between columns, or one when that is what makes it fit."""
+    table = build(outcome)
+    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
+        table = build(outcome, tight=True)
+    return table
+
+
+def _resource_table(outcome: RunOutcome, tight: bool = False) -> Table:
+    table = Table(title="Opsgenie → Port", **{**_TABLE_STYLE, "padding": (0, 0) if tight else (0, 1)})
+    warned = any(stats.warnings for stats in outcome.resources)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("kind", overflow="fold")
+    for column in RESOURCE_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    if warned:
+        table.add_column("warnings", justify="right", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=max([6, *(len(stats.status) for stats in outcome.resources)]))
     for stats in outcome.resources:
         counts = [str(getattr(stats, c)) for c in RESOURCE_COLUMNS]
-        blueprints = one_line(", ".join(stats.blueprints))
-        table.add_row(str(stats.index), one_line(stats.kind), blueprints, *counts, stats.status)
+        if warned:
+            counts.append(str(sum(getattr(stats, bucket) for bucket in WARNING_BUCKETS)))
+        table.add_row(str(stats.index), one_line(stats.kind), *counts, stats.status)
     return table
 
 
-def _blueprint_table(outcome: RunOutcome) -> Table:
-    table = Table(title="Port blueprints", title_justify="left")
-    for column in ("blueprint", "upserted", "unchanged", "failed", "deleted", "deletion"):
-        table.add_column(column, justify="left" if column in ("blueprint", "deletion") else "right")
+def _blueprint_table(outcome: RunOutcome, tight: bool = False) -> Table:
+    table = Table(title="Port blueprints", **{**_TABLE_STYLE, "padding": (0, 0) if tight else (0, 1)})
+    table.add_column("blueprint", overflow="fold")
+    for column in BLUEPRINT_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    table.add_column("deletion", overflow="fold")
     for stats in outcome.blueprints.values():
-        table.add_row(
-            one_line(stats.blueprint),
-            str(stats.upserted),
-            str(stats.unchanged),
-            str(stats.failed),
-            str(stats.deleted),
-            one_line(stats.deletion),
-        )
+        counts = [str(getattr(stats, column)) for column in BLUEPRINT_COLUMNS]
+        table.add_row(one_line(stats.blueprint), *counts, deletion_word(stats.deletion))
     return table
+
+
+def deletion_word(deletion: str) -> str:
+    """'skipped: <reason>' → 'skipped' (the reason is listed below the table); others as they are."""
+    return deletion.split(":", 1)[0] if deletion.startswith(("skipped", "none")) else deletion
 
 
 def _style(verdict: str) -> str:

@@ -317,7 +317,7 @@ class _Run:
     def one_resource(self, resource: ResourceConfig, compiled: CompiledResource, stats: ResourceStats) -> None:
         query = resource_query(resource)
         keys = self.keys_by_resource[resource.index]
-        pages, incomplete = self._pages(resource.kind, query)
+        pages, incomplete = self._pages(resource.kind, query, stats)
         try:
             for page in pages:
                 self.stop.check()
@@ -336,10 +336,13 @@ class _Run:
         reason = incomplete()
         stats.status, stats.reason = ("truncated", reason) if reason else ("ok", "")
 
-    def _pages(self, kind: str, query: str) -> tuple[Iterable[list[dict[str, Any]]], Callable[[], str]]:
+    def _pages(
+        self, kind: str, query: str, stats: ResourceStats
+    ) -> tuple[Iterable[list[dict[str, Any]]], Callable[[], str]]:
         """Pages of a kind, and a callable telling (after iteration) why it is incomplete, if it is."""
         if kind in SHARED_KINDS:
             shared = self.lookups.shared_listing(kind, query)
+            stats.total = len(shared.items)  # listed whole: the progress display knows the total
             pages = (shared.items[i : i + PAGE_SIZE] for i in range(0, len(shared.items), PAGE_SIZE))  # decoded lazily
             return pages, lambda: shared.reason if shared.truncated else ""
         stream = self.lookups.source.listing(kind, query, self.lookups.pool, self.lookups.parallel)
@@ -515,14 +518,12 @@ class _Run:
         for blueprint, state in self.states.items():
             self.stop.check()
             stats = self.outcome.blueprint(blueprint)
-            if self.options.no_delete:
-                stats.deletion = "off (--no-delete)"
-                continue
             if not state.found and blueprint in self.outcome.blueprints_to_create:
                 stats.deletion = "none: blueprint to be created"  # --dry-run: it would hold nothing yet
                 continue
             if not state.found:
-                stats.deletion = "skipped: blueprint not found in Port"
+                off = self.options.no_delete
+                stats.deletion = "off (--no-delete)" if off else "skipped: blueprint not found in Port"
                 continue
             plan = plan_deletion(
                 blueprint,
@@ -534,6 +535,9 @@ class _Run:
                 keep_targets=self.config.create_missing_related_entities,
             )
             stats.stale = len(plan.stale)
+            if self.options.no_delete:  # counted all the same: the summary says what is stale
+                stats.deletion = "off (--no-delete)"
+                continue
             if plan.skip_reason:
                 stats.deletion = f"skipped: {plan.skip_reason}"
             elif self.options.dry_run:
