@@ -124,6 +124,61 @@ def test_transient_faults_on_both_apis_lose_nothing(sandbox: Sandbox, tmp_path: 
     assert data["requests"]["retries"] > 0
 
 
+REALISTIC_FAULTS = ("truncate", "cut_before", "garble", "html", "null_data", "non_utf8")
+
+
+@pytest.mark.parametrize("api", ["opsgenie", "port"])
+@pytest.mark.parametrize("fault", REALISTIC_FAULTS)
+def test_each_realistic_fault_on_each_api_is_retried(sandbox: Sandbox, tmp_path: Path, api: str, fault: str) -> None:
+    """A cut at the socket (before or after the write was applied), a garbled body, an HTML page
+    with 200, `{"data": null}` and bytes that are not UTF-8: each one retried, nothing lost."""
+    server = sandbox.opsgenie if api == "opsgenie" else sandbox.port
+    server.faults.add(FaultRule(**{f"{fault}_rate": 0.12}))
+    result, data = _sync(sandbox, tmp_path, "--retries", "6")
+    assert result.exit_code == 0, result.output
+    _assert_complete(sandbox)
+    assert data["requests"]["retries"] > 0
+    assert "Traceback" not in result.output
+
+
+def test_cut_bodies_and_dropped_connections_on_both_apis_lose_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Done when: 10% of Port responses (bulk writes included) and 5% of Opsgenie responses cut
+    mid-body, plus 2% dropped connections: exit 0, every entity arrives, the buckets add up."""
+    sandbox.port.faults.add(FaultRule(truncate_rate=0.10, drop_rate=0.02))
+    sandbox.opsgenie.faults.add(FaultRule(truncate_rate=0.05, drop_rate=0.02))
+    result, data = _sync(sandbox, tmp_path, "--retries", "6")
+    assert result.exit_code == 0, result.output
+    _assert_complete(sandbox)
+    cut_writes = [e for e in sandbox.port.requests("POST", r"/entities/bulk$") if e.status == 200]
+    assert len(cut_writes) > len(sandbox.account.alerts) // 20  # some bulk writes were retried
+    assert all(r["fetched"] > 0 for r in data["resources"])
+
+
+def test_bulk_writes_cut_before_they_apply_arrive_or_count_as_failed(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Done when: bulk-write responses cut before the write is applied — every entity arrives
+    after retries, or the run exits 1 and counts the missing ones; never exit 0 with one missing."""
+    sandbox.port.faults.add(FaultRule(path=r"/entities/bulk$", cut_before_rate=0.3))
+    result, data = _sync(sandbox, tmp_path, "--retries", "6")
+    assert result.exit_code == 0, result.output
+    _assert_complete(sandbox)
+    # With no retries left, the cut writes are failures — counted, and the run is partial.
+    with running_sandbox(_account()) as box:
+        box.port.faults.add(FaultRule(path=r"/entities/bulk$", cut_before_rate=0.3))
+        result, data = _sync(box, tmp_path, "--retries", "0")
+        missing = {a["id"] for a in box.account.alerts} - set(box.port.entities.get(ALERT_BP, {}))
+        alerts = next(r for r in data["resources"] if r["kind"] == "alert")
+        assert missing and result.exit_code == 1, result.output
+        # Every fetched alert that is not in Port is counted as failed; the rest were never fetched
+        # because the run stopped (Port unreachable after its retries), which the summary says.
+        arrived = len(box.account.alerts) - len(missing)
+        assert alerts["upserted"] == arrived
+        assert alerts["failed"] == alerts["fetched"] - arrived - alerts["filtered"]
+        assert alerts["fetched"] == len(box.account.alerts) or data["fatal"]
+        errors = [error for r in data["resources"] for error in r["errors"]]
+        assert any("response cut short" in error for error in errors), errors
+        assert box.port.count("POST", r"/bulk/entities/delete$") == 0
+
+
 def test_port_token_expiring_mid_run(sandbox: Sandbox, tmp_path: Path) -> None:
     seen = {"n": 0}
 

@@ -564,11 +564,15 @@ def test_fault_plan_drop_and_truncate(seeded: PortEmulator, http: requests.Sessi
     with pytest.raises(requests.ConnectionError):
         _search(http, seeded, "opsGenieAlert", {})
     seeded.faults.clear()
-    seeded.faults.add(FaultRule(path="/v1/blueprints$", truncate_rate=1.0))
-    truncated = http.get(f"{seeded.url}/v1/blueprints")
-    assert truncated.status_code == 200
+    seeded.faults.add(FaultRule(path="/v1/blueprints$", garble_rate=1.0))
+    garbled = http.get(f"{seeded.url}/v1/blueprints")
+    assert garbled.status_code == 200
     with pytest.raises(ValueError):
-        truncated.json()
+        garbled.json()
+    seeded.faults.clear()
+    seeded.faults.add(FaultRule(path="/v1/blueprints$", truncate_rate=1.0))
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):  # cut at the socket
+        http.get(f"{seeded.url}/v1/blueprints")
     seeded.faults.clear()
     seeded.faults.add(FaultRule(path="/entities/bulk$", status=503, times=1))
     forced = _bulk(http, seeded, "opsGenieAlert", [_alert("f1")])

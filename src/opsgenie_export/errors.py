@@ -46,3 +46,12 @@ class Interrupted(ExportError):
     def __init__(self, signal_number: int) -> None:
         super().__init__(f"interrupted by signal {signal_number}")
         self.signal_number = signal_number
+
+
+class InternalError(ExportError):
+    """An exception the code did not anticipate (a bug): reported as one line, exit 1, with the
+    same summary, records and annotations as any other outcome; the traceback only with --debug."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"internal error: {type(cause).__name__}: {cause}")
+        self.cause = cause

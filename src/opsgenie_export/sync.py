@@ -28,9 +28,11 @@ from opsgenie_export.errors import (
     AuthError,
     ConfigError,
     ExportError,
+    InternalError,
     Interrupted,
     PlanRestrictedError,
     PortStateError,
+    WaitBudgetExceeded,
 )
 from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig, check_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
@@ -91,7 +93,7 @@ def run_sync(
     events = events or Events()
     started = time.monotonic()
     outcome = RunOutcome(no_delete=options.no_delete, dry_run=options.dry_run, strict=options.strict)
-    budget = WaitBudget(options.max_wait, stop or StopSignal())
+    budget = WaitBudget(options.max_wait, stop or StopSignal(), ends_run=True)
     port, source = _clients(settings, options, budget)
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="source")
     port_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="port-state")
@@ -123,11 +125,10 @@ def run_sync(
         run.sink.close(relation_order(run.relation_targets))
         run.write_repeats()
         run.reconcile()
-    except ExportError as exc:
-        outcome.fatal = exc
-        run.abandon_held(exc)
-        if run.sink:
-            run.sink.abort()
+    except Exception as exc:  # every failure ends in the outcome, so every exit path reports
+        outcome.fatal = exc if isinstance(exc, ExportError) else InternalError(exc)
+        run.abandon_held(outcome.fatal)
+        _after_fatal(run, outcome.fatal)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         port_reader.shutdown(wait=False, cancel_futures=True)
@@ -137,6 +138,29 @@ def run_sync(
         port.close()
         source.close()
     return outcome
+
+
+def _after_fatal(run: _Run, fatal: ExportError) -> None:
+    """A run stopped mid-way: entities already mapped are still written while Port answers (a
+    failure on the Opsgenie side does not throw away good work), nothing is deleted, and every
+    fetched item that never reached a bucket counts as failed with the reason."""
+    sink = run.sink
+    if sink is not None:
+        writable = not sink.port_failed and not isinstance(
+            fatal, Interrupted | PortStateError | AuthError | WaitBudgetExceeded
+        )
+        try:
+            if writable:
+                sink.close(relation_order(run.relation_targets))
+            else:
+                sink.abort(f"the run stopped: {fatal}")
+        except Exception as exc:  # the sink's own failure is reported once, not raised over `fatal`
+            sink.abort(f"the run stopped: {fatal}; then {exc}")
+    for stats in run.outcome.resources:
+        missing = stats.fetched - stats.settled
+        if missing > 0:
+            stats.add("failed", missing, error=f"{missing} fetched items not processed: the run stopped ({fatal})")
+            stats.add("unprocessed", missing)
 
 
 def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome, events: Events) -> None:
@@ -304,7 +328,7 @@ class _Run:
             self.events.resource_started(stats)
             try:
                 self.one_resource(resource, compiled, stats)
-            except (AuthError, Interrupted, PortStateError):
+            except (AuthError, Interrupted, PortStateError, WaitBudgetExceeded):
                 stats.status, stats.reason = "failed", "run stopped"
                 raise
             except ApiError as exc:

@@ -6,21 +6,24 @@ Each API keeps its own retry policy in its own client; only these mechanics are 
 
 from __future__ import annotations
 
+import http.client
+import json
 import queue
 import random
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from opsgenie_export import __version__
-from opsgenie_export.errors import Interrupted, WaitBudgetExceeded
+from opsgenie_export.errors import ExportError, Interrupted, WaitBudgetExceeded
 
 USER_AGENT = f"opsgenie-export/{__version__}"
 
@@ -54,6 +57,100 @@ def certificate_problem(exc: Exception) -> str | None:
     return f"TLS certificate not trusted ({reason}); for a private certificate authority pass --ca-bundle PATH"
 
 
+# Everything sending one request can raise besides a bug of ours: requests' own errors, urllib3 and
+# http.client errors that escape its wrapping, socket errors (OSError), and a header value that
+# cannot be encoded (UnicodeError). `classify_exception` sorts each into retryable or permanent.
+REQUEST_FAILURES: tuple[type[BaseException], ...] = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    UnicodeError,
+)
+
+# Transfers that broke off or a body that did not decode: the same request may well succeed.
+_RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError,  # refused, reset, dropped, DNS, proxy, TLS handshake cut short
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,  # the body ended before its Content-Length
+    requests.exceptions.ContentDecodingError,  # gzip/deflate body that does not inflate
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.DecodeError,
+    urllib3.exceptions.TimeoutError,
+    http.client.IncompleteRead,
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt at a request, classified once for both clients."""
+
+    retryable: bool
+    detail: str  # one line, never a header value or a body
+    status: int | None = None
+
+
+def classify_exception(exc: BaseException) -> Failure:
+    """Retryable (a cut or reset transfer, a timeout, a body that does not decode) or permanent
+    (an untrusted certificate, a header value requests refuses to send, a bad URL, anything
+    else). The detail names the failure without echoing header values: an `InvalidHeader`
+    message holds the header — a credential."""
+    problem = certificate_problem(exc) if isinstance(exc, Exception) else None
+    if problem:
+        return Failure(False, problem)
+    name = type(exc).__name__
+    if isinstance(exc, requests.exceptions.InvalidHeader | UnicodeError):
+        return Failure(False, f"the request could not be sent: a header value is not valid ({name}); check credentials")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | http.client.IncompleteRead):
+        return Failure(True, f"response cut short ({name})")
+    if isinstance(exc, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
+        return Failure(True, f"response body did not decode ({name})")
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+        return Failure(True, f"timed out ({name})")
+    if isinstance(exc, _RETRYABLE_EXCEPTIONS):
+        return Failure(True, f"connection failed ({name})")
+    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
+        return Failure(False, f"TLS CA bundle not usable: {str(exc).split(': ')[-1]}")
+    return Failure(False, f"the request could not be sent ({name})")
+
+
+def decode_json(response: requests.Response, valid: Callable[[Any], bool] | None = None) -> tuple[Any, str | None]:
+    """(body, None) for a UTF-8 JSON body of the promised shape, else (None, why not).
+
+    Stricter than `response.json()`, which replaces bytes that are not UTF-8 and so could
+    hand on corrupted text: here that, an HTML page from a proxy, a cut body or a JSON value of
+    the wrong shape (`{"data": null}`) is a failed attempt, retried like a dropped connection.
+    """
+    content = response.content
+    if not content:
+        return None, "empty body where JSON was expected"
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "body is not UTF-8"
+    try:
+        body = json.loads(text)
+    except ValueError:
+        if "html" in response.headers.get("Content-Type", "").lower() or text.lstrip()[:1] == "<":
+            return None, "an HTML page instead of JSON (a proxy or gateway answered?)"
+        return None, "truncated or invalid JSON body"
+    if valid is not None and not valid(body):
+        return None, f"JSON of an unexpected shape ({_shape(body)})"
+    return body, None
+
+
+def _shape(body: Any) -> str:
+    if isinstance(body, dict):
+        nulls = [k for k, v in body.items() if v is None][:3]
+        keys = ", ".join(list(body)[:5])
+        return f"keys {keys or 'none'}" + (f"; null: {', '.join(nulls)}" if nulls else "")
+    return type(body).__name__
+
+
 def pooled_session(pool_size: int, ca_bundle: str | None, headers: dict[str, str]) -> requests.Session:
     """A session with `pool_size` kept-alive connections, no urllib3 retries (ours are explicit),
     and TLS verification always on (a private CA bundle may be given, never turned off)."""
@@ -67,14 +164,22 @@ def pooled_session(pool_size: int, ca_bundle: str | None, headers: dict[str, str
 
 
 class StopSignal:
-    """Set once by a signal handler; every wait in the run wakes up and raises Interrupted."""
+    """Set once by a signal handler (or by a run-ending failure such as an exhausted wait
+    budget); every wait in the run wakes up and raises Interrupted (or that failure)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signal_number: int | None = None
+        self.error: ExportError | None = None
 
     def set(self, signal_number: int) -> None:
         self.signal_number = signal_number
+        self._event.set()
+
+    def fail(self, error: ExportError) -> None:
+        """End the run with `error`: every thread raises it at its next wait or check."""
+        if self.error is None:
+            self.error = error
         self._event.set()
 
     @property
@@ -84,6 +189,8 @@ class StopSignal:
     def check(self) -> None:
         if self.signal_number is not None:
             raise Interrupted(self.signal_number)
+        if self.error is not None:
+            raise type(self.error)(str(self.error))  # a fresh instance per thread
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0 and self._event.wait(seconds):
@@ -93,29 +200,43 @@ class StopSignal:
 
 @dataclass
 class WaitBudget:
-    """The total seconds a run may spend waiting on retries and rate limits, across all threads.
-
-    A CI job then ends with a clear error instead of hanging until the job's own timeout.
+    """The total seconds a run may spend waiting — pacing, rate-limit resets, Retry-After and
+    backoff — across all threads. A CI job then ends with a clear error instead of hanging until
+    the job's own timeout. With `ends_run`, the first wait that would overrun it stops the whole
+    run at once (every thread's next wait or check raises); without it (serve, per event), only
+    the waiting call fails.
     """
 
     seconds: float
     stop: StopSignal = field(default_factory=StopSignal)
     spent: float = 0.0
     waits: int = 0
+    ends_run: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
     def wait(self, seconds: float, reason: str) -> None:
+        self.stop.check()
+        if seconds <= 0:
+            return
         with self._lock:
             if self.spent + seconds > self.seconds:
-                raise WaitBudgetExceeded(
+                error = WaitBudgetExceeded(
                     f"{reason}: waiting {seconds:.1f}s more would pass the wait budget of "
-                    f"{self.seconds:.0f}s (--max-wait); the API is throttling or failing for too long"
+                    f"{self.seconds:g}s (--max-wait; {self.spent:.1f}s already spent); the API is throttling "
+                    "or failing for too long"
                 )
+                if self.ends_run:
+                    self.stop.fail(error)
+                raise error
             self.spent += seconds
             self.waits += 1
         self.stop.sleep(seconds)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.spent = 0.0
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
@@ -138,8 +259,17 @@ class Pacer:
 
     HISTORY = 4096
 
-    def __init__(self, rate: float | None = None, burst: int = 1, stop: StopSignal | None = None) -> None:
+    def __init__(
+        self,
+        rate: float | None = None,
+        burst: int = 1,
+        stop: StopSignal | None = None,
+        budget: WaitBudget | None = None,
+        name: str = "",
+    ) -> None:
         self._lock = threading.Lock()
+        self._budget = budget
+        self._name = name
         self.rate = rate
         self.burst = max(1, burst)
         self._next_free = 0.0
@@ -171,7 +301,9 @@ class Pacer:
                 self._next_free = start + interval
                 delay = start - now
             self._sent.append(now + max(0.0, delay))
-        if delay > 0:
+        if delay > 0 and self._budget is not None:
+            self._budget.wait(delay, f"pacing {self._name or 'requests'}")
+        elif delay > 0:
             self._stop.sleep(delay)
 
 

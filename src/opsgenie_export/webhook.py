@@ -431,7 +431,7 @@ class Worker(threading.Thread):
     def _handle(self, event: WebhookEvent) -> bool:
         """Apply one event; False when the process is being stopped for good."""
         event.attempts += 1
-        self.budget.spent = 0.0  # the wait budget (retries inside the clients) is per event
+        self.budget.reset()  # the wait budget (retries inside the clients) is per event
         started = time.monotonic()
         try:
             result = self.processor.process(event)

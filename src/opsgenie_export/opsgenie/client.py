@@ -8,7 +8,6 @@ dropped connections and truncated bodies are retried a bounded number of times w
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,11 +17,13 @@ import requests
 
 from opsgenie_export.errors import ApiError, AuthError, ExportError, PlanRestrictedError
 from opsgenie_export.transport import (
+    REQUEST_FAILURES,
     RETRYABLE_STATUSES,
     Pacer,
     WaitBudget,
     backoff_delay,
-    certificate_problem,
+    classify_exception,
+    decode_json,
     jittered,
     pace_for,
     pooled_session,
@@ -66,7 +67,7 @@ class OpsgenieClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.stats = OpsgenieStats()
-        self.pacers = {domain: Pacer(stop=budget.stop) for domain in DOMAINS}
+        self.pacers = {domain: Pacer(stop=budget.stop, budget=budget, name=f"Opsgenie {domain}") for domain in DOMAINS}
         self._session = pooled_session(pool_size, ca_bundle, {"Authorization": f"GenieKey {token}"})
 
     def close(self) -> None:
@@ -120,24 +121,31 @@ class OpsgenieClient:
     def _attempt(
         self, url: str, params: dict[str, Any] | None, domain: str
     ) -> dict[str, Any] | tuple[int | None, str, float | None]:
-        """One request: the envelope, or (status, detail, wait hint) for a retryable failure."""
+        """One request: the envelope, or (status, detail, wait hint) for a retryable failure.
+        Every failure is sorted by `transport.classify_exception`; a permanent one raises."""
+        path = url[len(self.base_url) :]
         try:
             response = self._session.get(url, params=params, timeout=self.timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except REQUEST_FAILURES as exc:
             self.stats.count(domain, None)
-            problem = certificate_problem(exc)
-            if problem:
-                raise ApiError(f"Opsgenie GET {url[len(self.base_url) :]}: {problem}") from None
-            return None, f"connection failed ({type(exc).__name__})", None
+            failure = classify_exception(exc)
+            if not failure.retryable:
+                raise ApiError(f"Opsgenie GET {path}: {failure.detail}") from None
+            return None, failure.detail, None
         self.stats.count(domain, response.status_code)
         if response.status_code == 200:
-            try:
-                return response.json()
-            except (json.JSONDecodeError, requests.JSONDecodeError):
-                return None, "truncated or invalid JSON body", None
+            envelope, problem = decode_json(response, _is_envelope)
+            if problem is None:
+                return envelope
+            return None, f"HTTP 200 with {problem}", None
         if response.status_code in RETRYABLE_STATUSES and response.status_code != 501:
             return response.status_code, _describe(response), _wait_hint(response)
-        raise _final_error(response, url[len(self.base_url) :], self.base_url, self.key_origin)
+        raise _final_error(response, path, self.base_url, self.key_origin)
+
+
+def _is_envelope(body: Any) -> bool:
+    """Every Opsgenie answer this tool reads is `{"data": <object or list>, ...}`."""
+    return isinstance(body, dict) and isinstance(body.get("data"), dict | list)
 
 
 def _wait_hint(response: requests.Response) -> float | None:

@@ -21,11 +21,12 @@ import requests
 
 from opsgenie_export.errors import ApiError, AuthError
 from opsgenie_export.transport import (
+    REQUEST_FAILURES,
     RETRYABLE_STATUSES,
-    StopSignal,
     WaitBudget,
     backoff_delay,
-    certificate_problem,
+    classify_exception,
+    decode_json,
     jittered,
     pooled_session,
 )
@@ -90,7 +91,7 @@ class PortClient:
         self._token_deadline = 0.0
         self._token_lock = threading.Lock()
         self._session = pooled_session(pool_size, ca_bundle, {})
-        self._window = RateWindow(reserve=2, stop=budget.stop)
+        self._window = RateWindow(reserve=2, budget=budget)
 
     def close(self) -> None:
         self._session.close()
@@ -110,7 +111,9 @@ class PortClient:
 
     def _request_token(self) -> tuple[str, float]:
         self.stats.token_requests += 1
-        _, body = self._send("POST", "/v1/auth/access_token", json_body=self._credentials, authorised=False)
+        _, body = self._send(
+            "POST", "/v1/auth/access_token", json_body=self._credentials, authorised=False, expect=("accessToken",)
+        )
         return body["accessToken"], float(body.get("expiresIn", 10800))
 
     # -- core request loop -------------------------------------------------------------------
@@ -124,8 +127,11 @@ class PortClient:
         data: bytes | None = None,
         authorised: bool = True,
         accept: tuple[int, ...] = (200, 201),
+        expect: tuple[str, ...] = (),
     ) -> tuple[int, Any]:
-        """(status, decoded body) of the first accepted answer; the body is decoded once."""
+        """(status, decoded body) of the first accepted answer; the body is decoded once. The body
+        must be a JSON object holding a non-null value for each key of `expect` (what the route
+        promises); anything else — cut, not UTF-8, HTML, `{"data": null}` — is retried."""
         url = f"{self.base_url}{path}"
         if data is None and json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
@@ -144,19 +150,19 @@ class PortClient:
                 response = self._session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = certificate_problem(exc)
-                if problem:
-                    raise ApiError(f"Port {method} {path}: {problem}") from None
-                detail, wait_hint = f"connection failed ({type(exc).__name__})", None
+            except REQUEST_FAILURES as exc:
+                failure = classify_exception(exc)
+                if not failure.retryable:
+                    raise ApiError(f"Port {method} {path}: {failure.detail}") from None
+                detail, wait_hint = failure.detail, None
             else:
                 status = response.status_code
                 self._window.observe(response.headers)
                 if status in accept:
-                    valid, body = _decoded(response)
-                    if valid:
+                    body, problem = _decoded(response, expect)
+                    if problem is None:
                         return status, body
-                    detail, wait_hint = "truncated or invalid JSON body", None
+                    detail, wait_hint = f"HTTP {status} with {problem}", None
                 elif status == 401 and authorised and not refreshed:
                     self._bearer(rejected=token)
                     refreshed = True
@@ -177,21 +183,21 @@ class PortClient:
     # -- blueprints --------------------------------------------------------------------------
     def get_blueprint(self, identifier: str) -> dict[str, Any] | None:
         try:
-            return self._send("GET", f"/v1/blueprints/{identifier}")[1]["blueprint"]
+            return self._send("GET", f"/v1/blueprints/{identifier}", expect=("blueprint",))[1]["blueprint"]
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     def list_blueprints(self) -> dict[str, dict[str, Any]]:
-        _, body = self._send("GET", "/v1/blueprints")
+        _, body = self._send("GET", "/v1/blueprints", expect=("blueprints",))
         return {bp["identifier"]: bp for bp in body.get("blueprints") or []}
 
     def create_blueprint(self, blueprint: dict[str, Any]) -> None:
-        self._send("POST", "/v1/blueprints", json_body=blueprint)
+        self._send("POST", "/v1/blueprints", json_body=blueprint, expect=("blueprint",))
 
     def patch_blueprint(self, identifier: str, changes: dict[str, Any]) -> None:
-        self._send("PATCH", f"/v1/blueprints/{identifier}", json_body=changes)
+        self._send("PATCH", f"/v1/blueprints/{identifier}", json_body=changes, expect=("blueprint",))
 
     # -- entities ----------------------------------------------------------------------------
     def bulk_upsert(
@@ -205,6 +211,7 @@ class PortClient:
             params=params,
             json_body={"entities": entities},
             accept=(200, 207),
+            expect=("entities",),
         )
         body = body or {}
         result = BulkResult()
@@ -232,7 +239,7 @@ class PortClient:
 
     def upsert(self, blueprint: str, entity: dict[str, Any], *, merge: bool, create_missing: bool) -> None:
         params = _flags(upsert=True, merge=merge, create_missing_related_entities=create_missing)
-        self._send("POST", f"/v1/blueprints/{blueprint}/entities", params=params, json_body=entity)
+        self._send("POST", f"/v1/blueprints/{blueprint}/entities", params=params, json_body=entity, expect=("entity",))
 
     def search(self, blueprint: str, include: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every entity of a blueprint, paged (1000 per page)."""
@@ -240,7 +247,9 @@ class PortClient:
         if include:
             body["include"] = include
         while True:
-            _, page = self._send("POST", f"/v1/blueprints/{blueprint}/entities/search", json_body=body)
+            _, page = self._send(
+                "POST", f"/v1/blueprints/{blueprint}/entities/search", json_body=body, expect=("entities",)
+            )
             yield from page.get("entities") or []
             cursor = page.get("next")
             if not cursor:
@@ -248,27 +257,29 @@ class PortClient:
             body["from"] = cursor
 
     def bulk_delete(self, blueprint: str, identifiers: list[str], *, delete_dependents: bool) -> list[str]:
+        """The identifiers Port says it deleted (its `deletedEntities`), not those that were sent."""
         params = _flags(delete_dependents=delete_dependents)
         body = self._send(
             "POST",
             f"/v1/blueprints/{blueprint}/bulk/entities/delete",
             params=params,
             json_body={"entities": identifiers},
+            expect=("deletedEntities",),
         )[1]
-        return list((body or {}).get("deletedEntities") or identifiers)
+        return [str(identifier) for identifier in body["deletedEntities"]]
 
 
 class RateWindow:
     """Proactive pacing from Port's `x-ratelimit-remaining` / `x-ratelimit-reset` headers: when
     the window is nearly spent, wait for its reset instead of collecting 429s."""
 
-    def __init__(self, reserve: int, stop: StopSignal) -> None:
+    def __init__(self, reserve: int, budget: WaitBudget) -> None:
         self._lock = threading.Lock()
         self._remaining: int | None = None
         self._reset_at = 0.0  # epoch seconds
         self._blocked_until = 0.0  # every thread waits for the window's reset once it is spent
         self._reserve = reserve
-        self._stop = stop
+        self._budget = budget
 
     def observe(self, headers: Any) -> None:
         try:
@@ -290,7 +301,7 @@ class RateWindow:
                     self._remaining -= 1
             delay = self._blocked_until - now
         if delay > 0:
-            self._stop.sleep(delay)
+            self._budget.wait(delay, "Port rate limit window (x-ratelimit-reset)")
 
 
 def _flags(**flags: bool) -> dict[str, str]:
@@ -311,14 +322,9 @@ def _route_kind(method: str, path: str) -> str:
     return "blueprint"
 
 
-def _decoded(response: requests.Response) -> tuple[bool, Any]:
-    """(valid, body): an empty body is valid (None); a truncated one is not."""
-    if not response.content:
-        return True, None
-    try:
-        return True, response.json()
-    except ValueError:
-        return False, None
+def _decoded(response: requests.Response, expect: tuple[str, ...]) -> tuple[Any, str | None]:
+    """(body, None) for a JSON object with every key of `expect` set, else (None, why not)."""
+    return decode_json(response, lambda body: isinstance(body, dict) and all(body.get(k) is not None for k in expect))
 
 
 def _wait_hint(response: requests.Response) -> float | None:

@@ -63,12 +63,22 @@ def execute_deletion(
         stop.check()
         batch = plan.stale[start : start + MAX_DELETE_BATCH]
         try:
-            client.bulk_delete(plan.blueprint, batch, delete_dependents=delete_dependents)
-            stats.add("deleted", len(batch))
+            confirmed = client.bulk_delete(plan.blueprint, batch, delete_dependents=delete_dependents)
         except ApiError as exc:
             if exc.status is None:
                 raise
             _delete_one_by_one(client, plan.blueprint, batch, stats, delete_dependents, stop)
+            continue
+        _count_confirmed(plan.blueprint, batch, confirmed, stats)
+
+
+def _count_confirmed(blueprint: str, sent: list[str], confirmed: list[str], stats: BlueprintStats) -> None:
+    """Count what Port confirmed it deleted; a sent identifier it did not confirm is a failure."""
+    done = set(confirmed)
+    stats.add("deleted", sum(1 for identifier in sent if identifier in done))
+    for identifier in sent:
+        if identifier not in done:
+            stats.add("failed", error=f"{blueprint} {identifier}: delete not confirmed by Port")
 
 
 def _delete_one_by_one(
@@ -82,8 +92,7 @@ def _delete_one_by_one(
     for identifier in identifiers:
         stop.check()
         try:
-            client.bulk_delete(blueprint, [identifier], delete_dependents=delete_dependents)
-            stats.add("deleted")
+            confirmed = client.bulk_delete(blueprint, [identifier], delete_dependents=delete_dependents)
         except ApiError as exc:
             if exc.status is None:
                 raise
@@ -91,3 +100,5 @@ def _delete_one_by_one(
                 stats.add("deleted")
                 continue
             stats.add("failed", error=f"{blueprint} {identifier}: delete failed: {exc}")
+            continue
+        _count_confirmed(blueprint, [identifier], confirmed, stats)

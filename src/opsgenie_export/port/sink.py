@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsgenie_export.errors import ApiError, AuthError, ExportError
+from opsgenie_export.errors import ApiError, AuthError, ExportError, InternalError
 from opsgenie_export.outcome import BlueprintStats, ResourceStats
 from opsgenie_export.port.client import MAX_BODY_BYTES, MAX_BULK_ENTITIES, EntityError, PortClient
 
@@ -54,6 +54,7 @@ class _Pending:
     entity: dict[str, Any]
     size: int
     ticket: ItemTicket
+    settled: bool = False  # each entity settles its ticket exactly once
 
 
 @dataclass
@@ -85,12 +86,13 @@ class EntitySink:
         self._open: dict[str, _Batch] = {}
         self._futures: list[Future[None]] = []
         self._fatal: ExportError | None = None
+        self._stopped: str | None = None  # why nothing more is sent (abort)
 
     def add(self, blueprint: str, entity: dict[str, Any], ticket: ItemTicket) -> None:
         self.raise_if_fatal()
         size = len(json.dumps(entity, separators=(",", ":")).encode("utf-8")) + 1
         if size + BODY_OVERHEAD > MAX_BODY_BYTES:
-            self._fail(blueprint, ticket, entity, "entity is larger than Port's 1 MiB request limit")
+            self._fail_entity(blueprint, ticket, entity, "entity is larger than Port's 1 MiB request limit")
             return
         batch = self._open.setdefault(blueprint, _Batch(blueprint))
         if len(batch.items) >= MAX_BULK_ENTITIES or batch.size + size > MAX_BODY_BYTES:
@@ -106,10 +108,9 @@ class EntitySink:
             if batch.items:
                 self._submit(batch)
         self._open.clear()
-        for future in self._futures:
-            future.result()
-        self._futures.clear()
         self._pool.shutdown(wait=True)
+        self._collect(self._futures)
+        self._futures.clear()
         self.raise_if_fatal()
         self._retry_failed(blueprint_order or [])
         self.raise_if_fatal()
@@ -124,25 +125,59 @@ class EntitySink:
             for start in range(0, len(pendings), MAX_BULK_ENTITIES):
                 self._write_batch(_Batch(blueprint, pendings[start : start + MAX_BULK_ENTITIES]))
 
-    def abort(self) -> None:
+    def abort(self, reason: str) -> None:
+        """Send nothing more: every entity not yet written (open batches, queued batches) counts
+        as failed with `reason`; batches in flight finish or fail on their own."""
+        self._stopped = reason
+        for batch in list(self._open.values()):
+            self._fail_all(batch, f"not written: {reason}")
         self._open.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True)
+        self._collect(self._futures)
+        self._futures.clear()
 
     def raise_if_fatal(self) -> None:
         if self._fatal is not None:
             raise self._fatal
 
+    @property
+    def port_failed(self) -> bool:
+        """Port refused the credentials or stayed unreachable: writing more is pointless."""
+        return self._fatal is not None
+
     # -- workers -----------------------------------------------------------------------------
     def _submit(self, batch: _Batch) -> None:
         self._slots.acquire()
-        future = self._pool.submit(self._write_batch, batch)
+        future = self._pool.submit(self._guarded_write, batch)
         future.add_done_callback(lambda _: self._slots.release())
+        done = [f for f in self._futures if f.done()]
         self._futures = [f for f in self._futures if not f.done()]
+        self._collect(done)
         self._futures.append(future)
 
+    def _collect(self, futures: list[Future[None]]) -> None:
+        """Wait for futures and look at each one's exception: none is ever dropped unseen."""
+        for future in futures:
+            exc = future.exception()
+            if exc is not None and self._fatal is None:
+                self._fatal = exc if isinstance(exc, ExportError) else InternalError(exc)
+
+    def _guarded_write(self, batch: _Batch) -> None:
+        """A bug while writing a batch fails that batch's unsettled entities (counted, with the
+        reason) and stops the run as an internal error — it never vanishes in a worker thread."""
+        try:
+            self._write_batch(batch)
+        except Exception as exc:
+            error = InternalError(exc)
+            self._fatal = self._fatal or error
+            for pending in batch.items:
+                if not pending.settled:
+                    self._fail(batch.blueprint, pending, str(error))
+            raise
+
     def _write_batch(self, batch: _Batch) -> None:
-        if self._fatal is not None:
-            self._fail_all(batch, "not written: the run stopped on an earlier fatal error")
+        if self._stopped is not None or self._fatal is not None:
+            self._fail_all(batch, f"not written: {self._stopped or 'the run stopped on an earlier fatal error'}")
             return
         entities = [p.entity for p in batch.items]
         try:
@@ -182,23 +217,28 @@ class EntitySink:
                 self._settle(batch.blueprint, pending, None)
 
     def _settle(self, blueprint: str, pending: _Pending, error: EntityError | None) -> None:
-        stats = self.stats_for(blueprint)
         if error is None:
-            stats.add("upserted")
+            pending.settled = True
+            self.stats_for(blueprint).add("upserted")
             pending.ticket.settle()
             return
-        message = f"{blueprint} {error}"
-        stats.add("failed", error=message)
-        pending.ticket.settle(message)
+        self._fail(blueprint, pending, f"{blueprint} {error}")
 
-    def _fail(self, blueprint: str, ticket: ItemTicket, entity: dict[str, Any], reason: str) -> None:
+    def _fail_entity(self, blueprint: str, ticket: ItemTicket, entity: dict[str, Any], reason: str) -> None:
         message = f"{blueprint} {entity.get('identifier')}: {reason}"
         self.stats_for(blueprint).add("failed", error=message)
         ticket.settle(message)
 
+    def _fail(self, blueprint: str, pending: _Pending, message: str) -> None:
+        if pending.settled:
+            return
+        pending.settled = True
+        self.stats_for(blueprint).add("failed", error=message)
+        pending.ticket.settle(message)
+
     def _fail_all(self, batch: _Batch, reason: str) -> None:
         for pending in batch.items:
-            self._fail(batch.blueprint, pending.ticket, pending.entity, reason)
+            self._fail(batch.blueprint, pending, f"{batch.blueprint} {pending.entity.get('identifier')}: {reason}")
 
     def _remember_fatal(self, exc: ApiError) -> None:
         """Bad credentials, or Port unreachable after retries, stop the run (quickly)."""

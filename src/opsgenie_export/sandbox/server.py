@@ -2,7 +2,8 @@
 
 Real sockets on 127.0.0.1 with an ephemeral port, HTTP/1.1 keep-alive (so clients pool
 connections as they would against the real APIs), an optional round-trip latency, a request
-log for counting, and a fault plan (5xx, dropped connections, truncated bodies, forced
+log for counting, and a fault plan (5xx, dropped connections, responses cut at the socket before
+or after the write was applied, HTML pages, `{"data": null}`, bytes that are not UTF-8, forced
 statuses) applied before or after the route handler.
 """
 
@@ -12,6 +13,7 @@ import contextlib
 import json
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -58,8 +60,14 @@ class FaultRule:
       `times` times when set) instead of calling the handler;
     - `error_rate`: probability of a 500/502/503/504 answer;
     - `drop_rate`: probability of closing the connection without any answer;
-    - `truncate_rate`: probability of cutting the JSON body in half (Content-Length matches the
-      cut body, so the client sees invalid JSON rather than a broken connection).
+    - `truncate_rate`: probability of cutting the response at the socket AFTER the handler ran
+      (a write is applied): the full Content-Length is announced, half the body is sent, then
+      the connection closes — what a proxy timeout or a reset mid-transfer looks like;
+    - `cut_before_rate`: the same cut, but the handler never runs (a write is NOT applied);
+    - `garble_rate`: half the body with a matching Content-Length (valid HTTP, invalid JSON);
+    - `html_rate`: 200 with an HTML page instead of JSON (a proxy or gateway), handler not run;
+    - `null_data_rate`: 200 with `{"data": null}` after the handler ran;
+    - `non_utf8_rate`: the handler's body with bytes that are not UTF-8 spliced in.
     """
 
     path: str = ".*"
@@ -72,6 +80,11 @@ class FaultRule:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     truncate_rate: float = 0.0
+    cut_before_rate: float = 0.0
+    garble_rate: float = 0.0
+    html_rate: float = 0.0
+    null_data_rate: float = 0.0
+    non_utf8_rate: float = 0.0
     _seen: int = 0
     _fired: int = 0
 
@@ -100,7 +113,7 @@ class FaultPlan:
             self.rules.clear()
 
     def decide(self, request: Request) -> tuple[str, Response | None]:
-        """Returns ('ok'|'status'|'drop'|'truncate', forced response)."""
+        """Returns ('ok'|'status'|'drop'|<a rate fault's name>, forced response)."""
         with self._lock:
             for rule in self.rules:
                 if not rule.matches(request):
@@ -114,15 +127,14 @@ class FaultPlan:
                     rule._fired += 1
                     return "status", Response(rule.status, rule.body, dict(rule.headers))
                 roll = self._random.random()
-                if roll < rule.drop_rate:
-                    return "drop", None
-                roll -= rule.drop_rate
-                if roll < rule.error_rate:
-                    status = self._random.choice([500, 502, 503, 504])
-                    return "status", Response(status, {"message": "Internal Server Error"})
-                roll -= rule.error_rate
-                if roll < rule.truncate_rate:
-                    return "truncate", None
+                for verdict in RATE_FAULTS:
+                    rate = getattr(rule, f"{verdict}_rate")
+                    if roll < rate:
+                        if verdict == "error":
+                            status = self._random.choice([500, 502, 503, 504])
+                            return "status", Response(status, {"message": "Internal Server Error"})
+                        return verdict, None
+                    roll -= rate
         return "ok", None
 
 
@@ -149,6 +161,11 @@ class InFlight:
         with self._lock:
             peak, self.peak = self.peak, self.current
             return peak
+
+
+# Every `<name>_rate` of a FaultRule, in the order the roll is checked.
+RATE_FAULTS = ("drop", "error", "truncate", "cut_before", "garble", "html", "null_data", "non_utf8")
+HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 
 
 @dataclass
@@ -317,23 +334,41 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 return
             if forced is not None:
                 response = forced
+            elif verdict == "cut_before":
+                response = Response(200, {"ok": True, "data": [], "entities": [], "note": "x" * 64})
+            elif verdict == "html":
+                response = Response(200, HTML_PAGE, {"Content-Type": "text/html"})
             else:
                 response = server.before_dispatch(request) or _safe_dispatch(server, request)
             server.decorate(request, response)
             raw = _encode(response.body)
-            if verdict == "truncate" and len(raw) > 2:
+            if verdict == "null_data":
+                raw = b'{"data":null}'
+            elif verdict == "non_utf8":
+                raw = raw[: len(raw) // 2] + b"\xff\xfe\xc3(" + raw[len(raw) // 2 :]
+            elif verdict == "garble" and len(raw) > 2:
                 raw = raw[: len(raw) // 2]
+            cut = verdict in ("truncate", "cut_before")
             server.record(
                 LoggedRequest(request.method, request.path, request.url, response.status, request.headers, body)
             )
             self.send_response(response.status)
-            self.send_header("Content-Type", "application/json")
+            if "Content-Type" not in response.headers:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(raw)
+            if self.command == "HEAD":
+                return
+            if cut:  # fewer bytes than announced, then the connection closes
+                self.wfile.write(raw[: len(raw) // 2])
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_WR)
+                return
+            self.wfile.write(raw)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
