@@ -466,7 +466,7 @@ def assert_no_secret(*texts: str) -> None:
 def test_e2e_github_run_with_a_failed_kind(seed_sandbox: Sandbox, tmp_path: Path) -> None:
     fail_incidents(seed_sandbox)
     env = ci_env(seed_sandbox, tmp_path, GITHUB)
-    result = run_cli(sync_args("--max-wait", "2"), env)
+    result = run_cli(sync_args("--retries", "1"), env)
     assert result.exit_code == 1, result.output
     parsed = [github_parse(line) for line in runner_lines(result.stdout)]
     titles = {props.get("title") for command, props, _ in parsed if command == "error"}
@@ -486,7 +486,7 @@ def test_e2e_github_run_with_a_failed_kind(seed_sandbox: Sandbox, tmp_path: Path
 
 def test_e2e_azure_run_with_a_failed_kind(seed_sandbox: Sandbox, tmp_path: Path) -> None:
     fail_incidents(seed_sandbox)
-    result = run_cli(sync_args("--max-wait", "2"), ci_env(seed_sandbox, tmp_path, AZURE))
+    result = run_cli(sync_args("--retries", "1"), ci_env(seed_sandbox, tmp_path, AZURE))
     assert result.exit_code == 1, result.output
     lines = runner_lines(result.stdout)
     parsed = [azure_parse(line) for line in lines]
@@ -511,7 +511,7 @@ def test_e2e_clean_run_has_no_annotation(seed_sandbox: Sandbox, tmp_path: Path, 
 def test_e2e_json_logs_parse_and_carry_no_secret(seed_sandbox: Sandbox, fail: bool) -> None:
     if fail:
         fail_incidents(seed_sandbox)
-    result = run_cli(sync_args("--log-format", "json", "--max-wait", "2"), seed_sandbox.env)
+    result = run_cli(sync_args("--log-format", "json", "--retries", "1"), seed_sandbox.env)
     assert result.exit_code == (1 if fail else 0), result.output
     records = [json.loads(line) for line in result.stderr.splitlines()]
     assert records and all({"time", "level", "event", "kind", "counts"} <= set(r) for r in records)
@@ -527,7 +527,7 @@ def test_e2e_output_captured_to_files_has_no_control_sequence(seed_sandbox: Sand
     fail_incidents(seed_sandbox)
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     env = os.environ | seed_sandbox.env | {"TERM": "xterm-256color", "FORCE_COLOR": "1"} | GITHUB
-    argv = [sys.executable, "-m", "opsgenie_export", *sync_args("--max-wait", "2")]
+    argv = [sys.executable, "-m", "opsgenie_export", *sync_args("--retries", "1")]
     with out.open("w") as stdout, err.open("w") as stderr:
         code = subprocess.run(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, timeout=120)
     assert code.returncode == 1, err.read_text()

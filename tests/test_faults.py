@@ -319,3 +319,19 @@ def test_signal_stops_the_run_before_any_deletion(tmp_path: Path, signum: int, c
     finally:
         box.opsgenie.stop()
         box.port.stop()
+
+
+def test_port_throttling_forever_ends_the_run_within_the_wait_budget(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Done when: Port answering 429 with Retry-After: 3600 forever, --max-wait 20: exit 1 within
+    20 s plus one request timeout, nothing deleted, and the error says why."""
+    stale = _stale(sandbox, 3)
+    sandbox.port.faults.add(FaultRule(path=r"/entities/bulk$", status=429, headers={"Retry-After": "3600"}))
+    started = time.monotonic()
+    result, data = _sync(sandbox, tmp_path, "--max-wait", "20", "--timeout", "5")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert elapsed < 20 + 5 + 10  # the budget, one request timeout, and slack for a loaded machine
+    assert "wait budget" in data["fatal"] and "--max-wait" in data["fatal"]
+    assert stale <= set(sandbox.port.entities[ALERT_BP])
+    assert sandbox.port.count("POST", r"/bulk/entities/delete$") == 0
+    assert all(b["deletion"] != "done" for b in data["blueprints"])
