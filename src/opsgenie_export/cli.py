@@ -20,6 +20,7 @@ from opsgenie_export import __version__
 from opsgenie_export.ci import publish
 from opsgenie_export.errors import AuthError, ConfigError, ExportError
 from opsgenie_export.exit_codes import ExitCode
+from opsgenie_export.junit import write_junit_xml
 from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping, validate_mapping_file
 from opsgenie_export.outcome import RunOutcome
 from opsgenie_export.port.client import PortClient
@@ -114,6 +115,9 @@ def sync(
         bool, typer.Option("--no-cache", help="Ask every incident for its alerts; read and write no cache.")
     ] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Write the run's summary as JSON to this file.")] = None,
+    junit_xml: Annotated[
+        Path | None, typer.Option(help="Write the run as a JUnit XML report (Jenkins, GitLab, Azure DevOps).")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Concurrent requests per API.")] = 4,
     max_wait: Annotated[
         float, typer.Option(min=0, help="Total seconds the run may spend waiting on retries and rate limits.")
@@ -163,6 +167,7 @@ def sync(
         console = make_console(redacting(sys.stderr, secrets), color=color)
         config, compiled, blueprint_files = _prepare(settings)
     except ConfigError as exc:
+        _write_junit(RunOutcome(fatal=exc).to_dict(), junit_xml, secrets, console)
         if log_format == "json":  # a pipeline reading JSON records gets this one as a record too
             record = {"exitCode": int(ExitCode.CONFIG)}
             JsonEvents(redacting(sys.stderr, secrets)).message("error", "config_error", str(exc), **record)
@@ -190,7 +195,7 @@ def sync(
     outcome = _run_with_signals(
         lambda stop: run_sync(settings, config, compiled, run_options, events=events, stop=stop)
     )
-    _finish(outcome, console, settings, summary_json, events, output)
+    _finish(outcome, console, settings, summary_json, events, output, junit_xml)
 
 
 @app.command()
@@ -294,6 +299,7 @@ def _finish(
     summary_json: Path | None,
     events: Events | None = None,
     output: str = "text",
+    junit_xml: Path | None = None,
 ) -> None:
     render_end(outcome, console, events)
     if output == "json":
@@ -302,10 +308,24 @@ def _finish(
         render_plan(outcome, make_console(redacting(sys.stdout, settings.secrets), color=False))
     if summary_json:
         write_summary_json(outcome, summary_json, settings.secrets)
+    junit_written = _write_junit(outcome.to_dict(), junit_xml, settings.secrets, console)
     # With --output json stdout is data: workflow commands go to stderr, which both runners also read.
     annotations = sys.stderr if output == "json" else sys.stdout
     publish(outcome, os.environ, redacting(annotations, settings.secrets), secrets=settings.secrets)
-    raise typer.Exit(int(outcome.exit_code))
+    code = outcome.exit_code
+    raise typer.Exit(int(ExitCode.PARTIAL if code == ExitCode.OK and not junit_written else code))
+
+
+def _write_junit(summary: dict[str, Any], path: Path | None, secrets: tuple[str, ...], console: Any) -> bool:
+    """Write --junit-xml (when asked); False when it could not be written (said on stderr)."""
+    if path is None:
+        return True
+    try:
+        write_junit_xml(summary, path, secrets)
+    except OSError as exc:
+        console.print(f"error: --junit-xml {path}: could not write the report: {exc}", markup=False, style="red")
+        return False
+    return True
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
