@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,3 +162,20 @@ def sync_args(*extra: str) -> list[str]:
         "--initialize-port-resources",
         *extra,
     ]
+
+
+def repo_checkout(target: Path) -> Path:
+    """The repository's files as a fresh clone (or GitHub's download of an action) has them, plus files
+    not yet committed; symlinks kept. For tests that build or install the package from source."""
+    argv = ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    listed = subprocess.run(argv, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source, destination = REPO / name, target / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the work tree, not yet committed
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            destination.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, destination)
+    return target

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CREDENTIAL_PREFIXES, OPSGENIE_KEY, PORT_SECRET, REPO, Sandbox, default_mapping_with
+from conftest import CREDENTIAL_PREFIXES, OPSGENIE_KEY, PORT_SECRET, REPO, Sandbox, default_mapping_with, repo_checkout
 
 ACTION = REPO / "action.yml"
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -107,7 +106,7 @@ class Runner:
         output.write_text("")
         env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
         env |= {
-            "PATH": f"{self.temp / 'bin'}{os.pathsep}{env['PATH']}",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",  # setup-python's python
             "GITHUB_ACTIONS": "true",
             "GITHUB_ACTION_PATH": str(self.action_path),
             "GITHUB_WORKSPACE": str(self.workspace),
@@ -124,30 +123,11 @@ class Runner:
         return result
 
 
-def action_checkout(target: Path) -> Path:
-    """The files of this repository as GitHub downloads an action (plus files not yet committed), symlinks kept."""
-    argv = ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    listed = subprocess.run(argv, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source, destination = REPO / name, target / name
-        if not source.exists() and not source.is_symlink():
-            continue  # deleted in the work tree, not yet committed
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            destination.symlink_to(os.readlink(source))
-        else:
-            shutil.copy2(source, destination)
-    return target
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     """The action's install step, run once: a fresh virtualenv holding the tool built from the checkout."""
     root = tmp_path_factory.mktemp("action-install")
-    runner = Runner(root, action_checkout(root / "action"), {})
-    bin_dir = runner.temp / "bin"  # what setup-python leaves on PATH
-    bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
+    runner = Runner(root, repo_checkout(root / "action"), {})
     result = runner.run("install")
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^opsgenie-export \d+\.\d+\.\d+", result.stdout, re.MULTILINE), result.stdout
