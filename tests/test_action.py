@@ -161,7 +161,7 @@ def test_action_shape() -> None:
     spec = action()
     assert set(spec["inputs"]) >= {"mapping", "blueprints", "args", "python-version", "cache", "summary-path"}
     assert spec["inputs"]["cache"]["default"] == "true"
-    assert set(spec["outputs"]) >= {"exit-code", "result", "upserted", "deleted", "failed"}
+    assert set(spec["outputs"]) >= {"exit-code", "result", "upserted", "deleted", "failed", "warnings"}
     for name, output in spec["outputs"].items():
         assert output["value"] == f"${{{{ steps.sync.outputs.{name} }}}}"
     uses = [s["uses"] for s in spec["runs"]["steps"] if "uses" in s]
@@ -185,7 +185,7 @@ def test_successful_run(installed: Runner, seed_sandbox: Sandbox, tmp_path: Path
     outputs = runner.step_outputs["sync"]
     assert outputs["exit-code"] == "0" and outputs["result"] == "success"
     assert outputs["upserted"] == str(sum(r["upserted"] for r in summary["resources"])) != "0"
-    assert outputs["failed"] == "0" and outputs["deleted"] == "0"
+    assert outputs["failed"] == "0" and outputs["deleted"] == "0" and outputs["warnings"] == "0"
     assert outputs["summary-path"] == "opsgenie-export-summary.json"
     step_summary = runner.summary.read_text(encoding="utf-8")
     assert step_summary.startswith("### Opsgenie → Port: success (exit 0")
@@ -219,7 +219,7 @@ def test_configuration_error_fails_the_step_with_exit_2(
     outputs = runner.step_outputs["sync"]
     assert outputs["exit-code"] == "2" and outputs["result"] == "failed"
     if not (runner.workspace / "opsgenie-export-summary.json").exists():
-        assert outputs["upserted"] == outputs["deleted"] == outputs["failed"] == ""
+        assert outputs["upserted"] == outputs["deleted"] == outputs["failed"] == outputs["warnings"] == ""
         assert "stopped before it wrote a summary" in runner.summary.read_text(encoding="utf-8")
     assert seed_sandbox.port.count() == 0
 

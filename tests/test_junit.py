@@ -189,20 +189,48 @@ def test_hostile_text_still_makes_valid_xml() -> None:
     assert "\n" not in case(root, "resources[1] incident").find("failure").get("message")
 
 
+def with_warnings(*, strict: bool = False) -> RunOutcome:
+    """Items the mapping skipped and merged (warnings), and a run-level note."""
+    outcome = success()
+    alerts = outcome.resources[0]
+    alerts.add("skipped", 1)
+    alerts.add("merged", 1)
+    alerts.merged_items, alerts.merged_entities = 2, 1
+    alerts.sample("skipped", "a-9 (identifier null)")
+    alerts.sample("merged", "alert-a-1")
+    outcome.notes.append("link cache unreadable: starting afresh")
+    outcome.strict = strict
+    return outcome
+
+
 def test_warnings_are_reported_without_failing_a_case() -> None:
-    # The summary's warnings: a list per resource, per blueprint and for the run.
-    summary = success().to_dict()
-    summary["resources"][0]["warnings"] = ["alert a-9: field responders skipped: team unknown"]
-    summary["blueprints"][1]["warnings"] = [{"message": "relation team not set for 2 entities"}]
-    summary["warnings"] = ["mapping: itemsToParse on alert is ignored"]
-    root = parse_junit(junit_xml(summary))
+    outcome = with_warnings()
+    assert outcome.exit_code == 0 and len(outcome.resources[0].warnings) == 2
+    root = parse_junit(junit_xml(outcome.to_dict()))
     assert counts(root) == (4, 0, 0, 0)
-    assert "warning: alert a-9: field responders skipped" in case(root, "resources[0] alert").findtext("system-out")
-    blueprint_out = case(root, "opsGenieService reconciliation").findtext("system-out")
-    assert "warning: relation team not set for 2 entities" in blueprint_out
-    [suite] = root.iter("testsuite")
-    assert suite.findtext("system-out") == "warning: mapping: itemsToParse on alert is ignored"
-    assert {p.get("name"): p.get("value") for p in suite.iter("property")}["warnings"] == "1"
+    out = case(root, "resources[0] alert").findtext("system-out")
+    assert "warning: 1 item skipped by the mapping" in out and "a-9 (identifier null)" in out
+    assert "warning: 2 items merged into 1 entity" in out and "skipped 1, merged 1" in out
+    [suite] = root.iter("testsuite")  # run-level: only what no resource shows already
+    assert suite.findtext("system-out") == "warning: link cache unreadable: starting afresh"
+    assert {p.get("name"): p.get("value") for p in suite.iter("property")}["warnings"] == "3"
+
+
+def test_strict_makes_a_resource_with_warnings_fail() -> None:
+    outcome = with_warnings(strict=True)
+    assert outcome.exit_code == 1
+    root = parse_junit(junit_xml(outcome.to_dict()))
+    assert counts(root) == (4, 1, 0, 0)
+    failure = case(root, "resources[0] alert").find("failure")
+    assert failure.get("message") == "2 warnings (--strict)" and failure.get("type") == "warnings"
+    assert "skipped by the mapping" in failure.text
+
+
+def test_a_failed_exit_code_is_never_an_all_green_report() -> None:
+    summary = success().to_dict() | {"exitCode": 1, "result": "partial"}  # a cause no case shows
+    root = parse_junit(junit_xml(summary))
+    assert counts(root) == (5, 1, 0, 0)
+    assert case(root, "run").find("failure").get("message") == "the run ended with exit code 1 (partial)"
 
 
 def test_long_failure_lists_are_capped_with_a_pointer_to_the_summary() -> None:

@@ -11,7 +11,12 @@ so every exit path that produces a summary can produce this report too.
   when entities failed to be written or the deletion of stale entities was skipped, skipped when
   the run stopped before the blueprint was reconciled.
 - One more case, `run`, with an error, only when the run stopped on a fatal error (configuration,
-  credentials refused, interrupted, an unexpected failure).
+  credentials refused, interrupted, an unexpected failure) — or with a failure when the exit code
+  says the run failed and no other case shows why: the report is never green for a failed run.
+
+Warnings (items the mapping skips or merges) are not failures: they are listed in their case's
+`system-out`, run-level notes in the suite's; with `--strict` (which makes them exit 1) a resource's
+warnings fail its case.
 
 Counts and warnings go to each case's `system-out` (Jenkins, GitLab and Azure show it with the
 case) and to properties. Every text is stripped of characters XML 1.0 cannot carry and masked for
@@ -52,6 +57,8 @@ def junit_xml(summary: Mapping[str, Any], secrets: tuple[str, ...] = (), *, time
     ]
     if summary.get("fatal"):
         cases.append(_run_case(summary, clean))
+    elif _int(summary.get("exitCode")) and not any(_failed(case) for case in cases):
+        cases.append(_unexplained_exit_case(summary, clean))
     seconds = _seconds(summary.get("seconds"))
     counts = {
         "tests": str(len(cases)),
@@ -68,7 +75,7 @@ def junit_xml(summary: Mapping[str, Any], secrets: tuple[str, ...] = (), *, time
     for name, value in _run_properties(summary).items():
         ET.SubElement(properties, "property", {"name": name, "value": clean(value)})
     suite.extend(cases)
-    run_warnings = _texts(summary.get("warnings"))
+    run_warnings = _run_level_warnings(summary)
     if run_warnings:
         ET.SubElement(suite, "system-out").text = clean(_lines(f"warning: {w}" for w in run_warnings))
     ET.indent(root)
@@ -101,6 +108,9 @@ def _resource_case(resource: Mapping[str, Any], summary: Mapping[str, Any], clea
         _add(case, "failure", clean, f"{failed} of {fetched} items failed", "failed-items", detail)
     elif status == "pending":
         _add(case, "skipped", clean, _not_reached(summary, "fetched"), None, [])
+    elif summary.get("strict") and _texts(resource.get("warnings")):
+        warnings = _texts(resource.get("warnings"))
+        _add(case, "failure", clean, f"{len(warnings)} warnings (--strict)", "warnings", warnings)
     counts = ", ".join(f"{name} {_int(resource.get(name))}" for name in _RESOURCE_COUNTS)
     blueprints = ", ".join(_texts(resource.get("blueprints")))
     out = [f"kind {resource.get('kind')} → {blueprints or 'no blueprint'}: {counts}; status {status or 'unknown'}"]
@@ -141,6 +151,27 @@ def _run_case(summary: Mapping[str, Any], clean: _Cleaner) -> ET.Element:
     kind = {2: "configuration", 3: "authentication"}.get(_int(summary.get("exitCode")), "fatal")
     _add(case, "error", clean, fatal, kind, [fatal, f"exit code {summary.get('exitCode')}"])
     return case
+
+
+def _unexplained_exit_case(summary: Mapping[str, Any], clean: _Cleaner) -> ET.Element:
+    case = ET.Element("testcase", {"classname": RUN_CLASS, "name": "run"})
+    message = f"the run ended with exit code {summary.get('exitCode')} ({summary.get('result')})"
+    _add(case, "failure", clean, message, "exit-code", [message])
+    return case
+
+
+def _failed(case: ET.Element) -> bool:
+    return case.find("failure") is not None or case.find("error") is not None
+
+
+def _run_level_warnings(summary: Mapping[str, Any]) -> list[str]:
+    """The run's warnings less those already shown with their resource (`<label>: <warning>`)."""
+    shown = {
+        f"{resource.get('label')}: {warning}"
+        for resource in summary.get("resources") or []
+        for warning in _texts(resource.get("warnings"))
+    }
+    return [warning for warning in _texts(summary.get("warnings")) if warning not in shown]
 
 
 def _not_reached(summary: Mapping[str, Any], what: str) -> str:
@@ -192,6 +223,8 @@ def _run_properties(summary: Mapping[str, Any]) -> dict[str, str]:
     }
     if summary.get("warnings"):
         properties["warnings"] = str(len(_texts(summary.get("warnings"))))
+    if summary.get("strict"):
+        properties["strict"] = "true"
     return properties
 
 

@@ -145,6 +145,7 @@ class RunOutcome:
             "fatal": str(self.fatal) if self.fatal else None,
             "seconds": round(self.seconds, 3),
             "dryRun": self.dry_run,
+            "strict": self.strict,
             "warnings": self.warnings,
             "resources": [_public(asdict(r)) | {"label": r.label, "warnings": r.warnings} for r in self.resources],
             "blueprints": [_public(asdict(b)) for b in self.blueprints.values()],
