@@ -173,6 +173,20 @@ def test_azure_keeps_the_summary_and_publishes_the_junit_report() -> None:
     assert tasks["PublishBuildArtifacts@1"]["inputs"]["PathtoPublish"] == SUMMARY
 
 
+@pytest.mark.parametrize(("code", "step_exit"), [(0, 0), (1, 0), (2, 2), (3, 3), (143, 143)])
+def test_azure_partial_result_is_left_to_the_tools_succeeded_with_issues(
+    tmp_path: Path, code: int, step_exit: int
+) -> None:
+    steps = yaml.safe_load(AZURE.read_text(encoding="utf-8"))["jobs"][0]["steps"]
+    [script] = [step["script"] for step in steps if "sync" in step.get("script", "")]
+    fake = tmp_path / "opsgenie-export"  # stands in for the tool: exits with the code under test
+    fake.write_text(f"#!/bin/sh\nexit {code}\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], env=env, check=False, timeout=60)
+    assert result.returncode == step_exit
+
+
 def test_gitlab_is_scheduled_caches_links_and_publishes_the_junit_report() -> None:
     job = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))["opsgenie-export"]
     assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in job["rules"]
