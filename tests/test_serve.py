@@ -354,7 +354,7 @@ def test_oversized_bodies_get_413_without_being_read(service: WebhookService, se
 
 def test_health_and_unknown_paths(service: WebhookService) -> None:
     health = requests.get(f"{service.url}/healthz", timeout=5)
-    assert health.status_code == 200 and health.json() == {"status": "ok", "queued": 0}
+    assert health.status_code == 200 and health.json() == {"status": "ok", "consecutiveFailures": 0, "queued": 0}
     assert requests.get(f"{service.url}/integration/webhook", timeout=5).status_code == 404
     other = requests.post(f"{service.url}/other", data=b"{}", headers={"X-Webhook-Secret": SECRET}, timeout=5)
     assert other.status_code == 404
@@ -671,3 +671,36 @@ def test_the_command_refuses_to_start_without_a_secret(seed_sandbox: Sandbox, tm
     assert process.returncode == 2
     assert "OPSGENIE_WEBHOOK_SECRET" in stderr
     assert seed_sandbox.port.count() == 0 and seed_sandbox.opsgenie.count() == 0
+
+
+def test_healthz_turns_unhealthy_while_every_write_fails_and_recovers(seed_sandbox: Sandbox) -> None:
+    """Case 11 of issue #16: /healthz said ok while every Port write failed."""
+    add_blueprints(seed_sandbox)
+    outage = seed_sandbox.port.faults.add(FaultRule(path=r"/entities", status=503, times=1000))
+    running = start_service(seed_sandbox, retry=RetryPolicy(max_attempts=1000, base=0.05))
+    health = f"{running.url}/healthz"
+    try:
+        alert = new_alert(seed_sandbox)
+        assert post(running, event(alert, "Create")).status_code == 202
+        wait_for(lambda: requests.get(health, timeout=5).status_code == 503, timeout=20.0)
+        body = requests.get(health, timeout=5).json()
+        assert body["status"].startswith("failing: the last ") and "503" in body["error"]
+        assert SECRET not in json.dumps(body)
+        outage.times = outage._fired  # Port recovers
+        wait_for(lambda: entity(seed_sandbox, alert["id"]), timeout=20.0)
+        assert requests.get(health, timeout=5).json()["status"] == "ok"
+    finally:
+        running.stop(5.0)
+
+
+def test_healthz_is_unhealthy_after_a_refused_credential(seed_sandbox: Sandbox) -> None:
+    add_blueprints(seed_sandbox)
+    running = start_service(seed_sandbox, retry=RetryPolicy(max_attempts=2, base=0.05))
+    try:
+        seed_sandbox.port.faults.add(FaultRule(path=r"/entities", status=403, times=1000))
+        assert post(running, event(new_alert(seed_sandbox), "Create")).status_code == 202
+        health = f"{running.url}/healthz"
+        wait_for(lambda: requests.get(health, timeout=5).status_code == 503, timeout=20.0)
+        assert requests.get(health, timeout=5).json()["status"] == "credentials refused"
+    finally:
+        running.stop(5.0)

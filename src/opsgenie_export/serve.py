@@ -45,6 +45,7 @@ from opsgenie_export.webhook import (
     AlertMapper,
     BadEvent,
     EventQueue,
+    Health,
     PayloadProcessor,
     PortWriter,
     Processor,
@@ -115,7 +116,7 @@ class WebhookHTTPServer(ThreadingHTTPServer):
         self.secret = secret.encode("utf-8")
         self.queue = queue
         self.retry_after = retry_after
-        self.healthy: Callable[[], bool] = lambda: True
+        self.health = Health()  # the worker's, once the service is built
         self._connections = threading.BoundedSemaphore(max_connections)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -161,9 +162,8 @@ class WebhookHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path == HEALTH_PATH:
-            healthy = self.server.healthy()
-            body = {"status": "ok" if healthy else "worker stopped", "queued": len(self.server.queue)}
-            self._reply(200 if healthy else 503, body)
+            healthy, body = self.server.health.report()
+            self._reply(200 if healthy else 503, {**body, "queued": len(self.server.queue)})
         else:
             self._reply(404, {"error": "not found"})
 
@@ -260,7 +260,7 @@ class WebhookService:
         self.stop_signal = stop
         self._closers = closers
         self._log = log
-        httpd.healthy = worker.is_alive
+        httpd.health = worker.health
         self._thread = threading.Thread(target=httpd.serve_forever, args=(0.1,), name="webhook-http", daemon=True)
 
     @property

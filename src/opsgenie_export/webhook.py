@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from opsgenie_export.errors import ApiError, ExportError, Interrupted
+from opsgenie_export.errors import ApiError, AuthError, ExportError, Interrupted
 from opsgenie_export.mapping import CompiledResource, Entity, MappingConfig
 from opsgenie_export.mapping.jq_engine import compile_expression
 from opsgenie_export.opsgenie.client import OpsgenieClient
@@ -399,6 +399,45 @@ def is_retryable(error: ExportError) -> bool:
     return not (isinstance(error, ApiError) and status in PERMANENT_STATUSES)
 
 
+class Health:
+    """What `GET /healthz` reports — one object, updated by the worker, read by the HTTP threads.
+
+    Unhealthy (503) while the worker thread is not running, after `failure_limit` events in a row
+    failed (Port or Opsgenie refusing or failing every write: a load balancer or monitor should
+    see it, not only the log), and after a refused credential (401/403) until an event succeeds.
+    """
+
+    def __init__(self, failure_limit: int = 3) -> None:
+        self._lock = threading.Lock()
+        self.failure_limit = failure_limit
+        self.consecutive_failures = 0
+        self.last_error = ""
+        self.auth_refused = False
+        self.worker_alive: Callable[[], bool] = lambda: True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.consecutive_failures, self.last_error, self.auth_refused = 0, "", False
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            self.consecutive_failures += 1
+            self.last_error = " ".join(str(error).split())[:300]
+            self.auth_refused = self.auth_refused or isinstance(error, AuthError)
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, body without secrets) for `GET /healthz`."""
+        with self._lock:
+            if not self.worker_alive():
+                return False, {"status": "worker stopped"}
+            if self.auth_refused:
+                return False, {"status": "credentials refused", "error": self.last_error}
+            if self.consecutive_failures >= self.failure_limit:
+                status = f"failing: the last {self.consecutive_failures} event attempts failed"
+                return False, {"status": status, "error": self.last_error}
+            return True, {"status": "ok", "consecutiveFailures": self.consecutive_failures}
+
+
 class Worker(threading.Thread):
     """Applies queued events one at a time; logs one line per event outcome."""
 
@@ -409,6 +448,7 @@ class Worker(threading.Thread):
         budget: WaitBudget,
         log: Callable[[str], None],
         policy: RetryPolicy | None = None,
+        health: Health | None = None,
     ) -> None:
         super().__init__(name="webhook-worker", daemon=True)
         self.queue = queue
@@ -416,6 +456,8 @@ class Worker(threading.Thread):
         self.budget = budget
         self.log = log
         self.policy = policy or RetryPolicy()
+        self.health = health or Health()
+        self.health.worker_alive = self.is_alive
         self.processed = 0
         self.failures = 0  # events given up on
         self.interrupted: WebhookEvent | None = None
@@ -440,13 +482,16 @@ class Worker(threading.Thread):
             self.log(f"{_describe(event)} interrupted: stopping before it was applied")
             return False
         except ExportError as exc:
+            self.health.failed(exc)
             self._failed(event, exc)
             return True
         except Exception as exc:  # a bug must not stop the worker: log it, keep serving
             self.failures += 1
+            self.health.failed(exc)
             self.log(f"{_describe(event)} FAILED (internal error {type(exc).__name__}: {_one_line(exc)})")
             return True
         self.processed += 1
+        self.health.succeeded()
         took = time.monotonic() - started
         latency = time.monotonic() - event.received
         self.log(f"{_describe(event)} {result} ({took:.3f}s, {latency:.3f}s after receipt)")
