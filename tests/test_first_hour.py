@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from opsgenie_export.outcome import BlueprintStats, ResourceStats, RunOutcome
 from opsgenie_export.report import make_console, render_summary
@@ -323,3 +331,120 @@ def test_the_widest_table_wraps_a_long_name_instead_of_cutting_it() -> None:
     text = "\n".join(table)
     assert "truncated" in text and "123456" in text and "warnings" in text and "schedule-oncall" in text
     assert "\nopsGenieScheduleOncal" in text and "\nlRecipients" in text  # wrapped onto two lines, not cut
+
+
+# -- case 11: help and docs true ---------------------------------------------------------------
+
+
+def test_help_lists_the_choices_and_shell_completion() -> None:
+    sync_help = run_cli(["sync", "--help"]).stdout
+    for option, choices in (("--region", "<us|eu>"), ("--output", "<text|json>"), ("--log-format", "<text|json>")):
+        assert f"{option} {choices}" in sync_help, option
+    assert "--debug" in sync_help and "'-': stdout" in sync_help
+    serve_help = run_cli(["serve", "--help"]).stdout
+    for option in ("--mode <refetch|payload>", "--log-format <text|json>", "--quiet", "--no-color", "--debug"):
+        assert option in serve_help, option
+    validate_help = run_cli(["validate", "--help"]).stdout
+    assert "--port-url" in validate_help and "--ca-bundle" in validate_help
+    assert "--install-completion" in run_cli(["--help"]).stdout
+    refused = run_cli(["sync", "--output", "xml"])
+    assert refused.exit_code == 2 and "'xml' is not one of 'text', 'json'" in refused.output
+
+
+def test_validate_says_which_blueprints_it_used(tmp_path: Path) -> None:
+    packaged = run_cli(["validate"])
+    assert packaged.exit_code == 0, packaged.output
+    assert "valid against 3 blueprints of the packaged default blueprints" in packaged.stderr
+    folder = run_cli(["validate", "--blueprints", str(BLUEPRINTS)])
+    assert f"of the blueprints folder {BLUEPRINTS}" in folder.stderr
+
+
+def test_validate_from_port_takes_port_url_and_ca_bundle(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    _create_blueprints(seed_sandbox, "opsGenieService", "opsGenieIncident", "opsGenieAlert")
+    env = {k: v for k, v in seed_sandbox.env.items() if k != "PORT_BASE_URL"}
+    result = run_cli(["validate", "--from-port", "--port-url", seed_sandbox.urls[1] + "/v1"], env)
+    assert result.exit_code == 0, result.output
+    assert f"in Port ({seed_sandbox.urls[1]})" in result.stderr
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate")
+    bad = run_cli(["validate", "--from-port", "--port-url", seed_sandbox.urls[1], "--ca-bundle", str(garbage)], env)
+    assert bad.exit_code == 2 and "not a bundle of PEM certificates" in bad.stderr
+
+
+def test_debug_logs_every_request_with_secrets_masked(seed_sandbox: Sandbox) -> None:
+    result = run_cli(sync_args("--debug"), seed_sandbox.env)
+    assert result.exit_code == 0, result.output
+    requests_logged = [line for line in result.stderr.splitlines() if line.startswith("debug: ")]
+    assert f"debug: POST {seed_sandbox.urls[1]}/v1/auth/access_token → 200 in " in result.stderr
+    assert any(f"GET {seed_sandbox.urls[0]}/v1/services" in line for line in requests_logged)
+    assert len(requests_logged) >= seed_sandbox.opsgenie.count() + seed_sandbox.port.count() - 1
+    _assert_no_secret(result.output)
+    quiet = run_cli(sync_args(), seed_sandbox.env)
+    assert "debug:" not in quiet.stderr  # off by default, and off again after a --debug run
+
+
+def test_summary_json_dash_writes_the_summary_to_stdout(seed_sandbox: Sandbox) -> None:
+    result = run_cli(sync_args("--summary-json", "-"), seed_sandbox.env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["exitCode"] == 0 and summary["result"] == "success"
+    assert not Path("-").exists()
+    before = seed_sandbox.opsgenie.count()
+    both = run_cli(sync_args("--summary-json", "-", "--output", "json"), seed_sandbox.env)
+    assert both.exit_code == 2 and "cannot be used with --output json" in both.output
+    assert seed_sandbox.opsgenie.count() == before
+
+
+def _spawn(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "opsgenie_export", *args]
+    environment = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return subprocess.Popen(command, env=environment, cwd=cwd, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_the_readme_sandbox_section_runs_as_written(tmp_path: Path) -> None:
+    """README "Try the real commands against the sandbox": sandbox, sync, sync --dry-run, validate
+    --from-port and serve (with /healthz) against the emulators, as a newcomer types them."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Try the real commands against the sandbox")[1].split("\n## ")[0]
+    sandbox = _spawn("sandbox", env={}, cwd=tmp_path)
+    serve = None
+    try:
+        env_file = tmp_path / "sandbox.env"
+        _wait_for(lambda: env_file.is_file() and "OPSGENIE_WEBHOOK_SECRET" in env_file.read_text())
+        first = run_cli(["sync", "--env-file", "sandbox.env", "--initialize-port-resources"])
+        assert first.exit_code == 0, first.output
+        second = run_cli(["sync", "--env-file", "sandbox.env", "--dry-run"])
+        assert second.exit_code == 0, second.output
+        assert "create 0" in second.stdout and "update 0" in second.stdout  # nothing changed
+        valid = run_cli(["validate", "--from-port", "--env-file", "sandbox.env"])
+        assert valid.exit_code == 0 and "valid against 3 blueprints in Port" in valid.stderr
+        serve = _spawn(
+            "serve", "--env-file", "sandbox.env", "--port", "0", "--log-format", "json", env={}, cwd=tmp_path
+        )
+        line = serve.stderr.readline()  # type: ignore[union-attr]
+        record = json.loads(line)
+        assert record["level"] == "info" and record["event"] == "serve" and "listening on" in record["message"]
+        url = record["message"].split("listening on ")[1].split("/integration")[0]
+        health = requests.get(f"{url}/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        assert all(json.loads(line) for line in serve.stderr.read().splitlines())  # type: ignore[union-attr]
+    finally:
+        for process in (serve, sandbox):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+    assert sandbox.returncode == 0
+    for command in ("opsgenie-export sandbox", "--env-file sandbox.env --initialize-port-resources", "/healthz"):
+        assert command in section

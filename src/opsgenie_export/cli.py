@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,7 +40,7 @@ from opsgenie_export.report import (
 )
 from opsgenie_export.settings import Options, Settings, resolve
 from opsgenie_export.sync import Events, RunOptions, resource_query, run_sync
-from opsgenie_export.transport import StopSignal, WaitBudget
+from opsgenie_export.transport import StopSignal, WaitBudget, log_requests
 
 HELP = """Mirror an Opsgenie account into Port's software catalog in one run.
 
@@ -52,12 +53,41 @@ with --strict) · 2 usage or configuration error, found before any request to Po
 app = typer.Typer(
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class Region(StrEnum):
+    us = "us"
+    eu = "eu"
+
+
+class Mode(StrEnum):
+    refetch = "refetch"
+    payload = "payload"
+
+
+RegionOpt = Annotated[
+    Region | None, typer.Option(case_sensitive=False, help="Opsgenie region shortcut (instead of --opsgenie-url).")
+]
+LogFormatOpt = Annotated[Format, typer.Option(case_sensitive=False, help="Progress and logs on stderr.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary, warnings and errors.")]
+NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")]
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Also log every HTTP request (method, URL, status, time; secrets masked)."),
+]
+CaBundleOpt = Annotated[
+    Path | None, typer.Option(help="CA bundle (PEM) for private certificate authorities (env REQUESTS_CA_BUNDLE).")
+]
 EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Read variables from this file instead of ./.env.")]
 NoEnvFile = Annotated[bool, typer.Option("--no-env-file", help="Do not read any .env file.")]
 MappingOpt = Annotated[
@@ -87,7 +117,7 @@ def main_callback(
 def sync(
     mapping: MappingOpt = None,
     blueprints: BlueprintsOpt = None,
-    region: Annotated[str | None, typer.Option(help="Opsgenie region shortcut: us or eu.")] = None,
+    region: RegionOpt = None,
     opsgenie_url: Annotated[str | None, typer.Option(help="Opsgenie API URL (env OPSGENIE_API_URL).")] = None,
     opsgenie_token: Annotated[
         str | None, typer.Option(help="Opsgenie API key; prefer the env OPSGENIE_API_TOKEN.", show_default=False)
@@ -106,7 +136,7 @@ def sync(
     ] = None,
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
-    ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for private certificate authorities.")] = None,
+    ca_bundle: CaBundleOpt = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Where alert→incident links are kept between runs (default ~/.cache/opsgenie-export)."),
@@ -114,7 +144,9 @@ def sync(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Ask every incident for its alerts; read and write no cache.")
     ] = False,
-    summary_json: Annotated[Path | None, typer.Option(help="Write the run's summary as JSON to this file.")] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Write the run's summary as JSON to this file ('-': stdout).")
+    ] = None,
     junit_xml: Annotated[
         Path | None, typer.Option(help="Write the run as a JUnit XML report (Jenkins, GitLab, Azure DevOps).")
     ] = None,
@@ -134,14 +166,21 @@ def sync(
             "--strict", help="Exit 1 on warnings too (items the mapping skips with a null identifier, merged items)."
         ),
     ] = False,
-    output: Annotated[str, typer.Option(help="Summary (or --dry-run plan) on stdout: text or json.")] = "text",
-    log_format: Annotated[str, typer.Option(help="Progress and logs on stderr: text or json.")] = "text",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary and errors.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
+    output: Annotated[
+        Format,
+        typer.Option(
+            case_sensitive=False,
+            help="stdout: text = nothing but a --dry-run plan (the tables go to stderr); json = the summary or plan.",
+        ),
+    ] = Format.text,
+    log_format: LogFormatOpt = Format.text,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Fetch every kind the mapping names, map it with JQ and upsert it into Port."""
-    _check_choice("--log-format", log_format, ("text", "json"))
-    _check_choice("--output", output, ("text", "json"))
+    if summary_json == Path("-") and output == "json":
+        raise typer.BadParameter("'-' (stdout) cannot be used with --output json, which already writes there")
     options = Options(
         opsgenie_token=opsgenie_token,
         opsgenie_url=opsgenie_url,
@@ -186,15 +225,20 @@ def sync(
     events: Events = (
         JsonEvents(redacting(sys.stderr, settings.secrets))
         if log_format == "json"
-        else RichEvents(console)
+        else RichEvents(console, debug=debug)
         if sys.stderr.isatty() and not quiet
-        else TextEvents(console, quiet)
+        else TextEvents(console, quiet, debug=debug)
     )
+    if debug:
+        log_requests(lambda text: events.message("debug", "request", text))
     for warning in settings.warnings:
         events.message("warning", "env_file", warning)
-    outcome = _run_with_signals(
-        lambda stop: run_sync(settings, config, compiled, run_options, events=events, stop=stop)
-    )
+    try:
+        outcome = _run_with_signals(
+            lambda stop: run_sync(settings, config, compiled, run_options, events=events, stop=stop)
+        )
+    finally:
+        log_requests(None)
     _finish(outcome, console, settings, summary_json, events, output, junit_xml)
 
 
@@ -206,15 +250,24 @@ def validate(
         bool,
         typer.Option("--from-port", help="Check against Port's blueprints (needs PORT_CLIENT_ID/SECRET)."),
     ] = False,
+    port_url: Annotated[str | None, typer.Option(help="Port API URL for --from-port (env PORT_BASE_URL).")] = None,
+    ca_bundle: CaBundleOpt = None,
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
+    no_color: NoColorOpt = False,
 ) -> None:
     """Check a mapping: YAML, kinds, JQ, filters, and properties/relations against the blueprints
     of the blueprints folder (offline) or of Port (--from-port)."""
     color = not no_color and not os.environ.get("NO_COLOR")
     console = make_console(sys.stderr, color=color)
-    options = Options(mapping=mapping, blueprints=blueprints, env_file=env_file, no_env_file=no_env_file)
+    options = Options(
+        mapping=mapping,
+        blueprints=blueprints,
+        env_file=env_file,
+        no_env_file=no_env_file,
+        port_url=port_url,
+        ca_bundle=ca_bundle,
+    )
     try:
         settings = resolve(options, need_credentials=False)
         console = make_console(redacting(sys.stderr, settings.secrets), color=color)
@@ -235,21 +288,33 @@ def validate(
     if problems:
         console.print(f"{len(problems)} problem(s) found", markup=False, style="red")
         raise typer.Exit(int(ExitCode.CONFIG))
-    where = "in Port" if from_port else "in the blueprints folder"
+    where = f"in Port ({settings.port_url})" if from_port else f"of {_blueprints_origin(settings)}"
     console.print(f"{settings.mapping_path}: valid against {len(blueprint_files)} blueprints {where}", markup=False)
 
 
 def _port_blueprints(settings: Settings) -> dict[str, dict[str, Any]]:
     if not settings.port_client_id or not settings.port_client_secret:
         raise ConfigError("--from-port needs PORT_CLIENT_ID and PORT_CLIENT_SECRET (environment or .env)")
+    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
     client = PortClient(
-        settings.port_url, settings.port_client_id, settings.port_client_secret, budget=WaitBudget(60.0)
+        settings.port_url,
+        settings.port_client_id,
+        settings.port_client_secret,
+        budget=WaitBudget(60.0),
+        ca_bundle=ca_bundle,
     )
     client.credentials_origin = settings.credential_origins()[1]
     try:
         return client.list_blueprints()
     finally:
         client.close()
+
+
+def _blueprints_origin(settings: Settings) -> str:
+    origin = settings.origin("blueprints")
+    if origin == "packaged default":
+        return "the packaged default blueprints"
+    return f"the blueprints folder {settings.blueprints_dir}"
 
 
 def _prepare(settings: Settings) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
@@ -306,7 +371,9 @@ def _finish(
         sys.stdout.write(redact(safe_json(outcome.to_dict(), indent=2), settings.secrets) + "\n")
     elif outcome.dry_run:
         render_plan(outcome, make_console(redacting(sys.stdout, settings.secrets), color=False))
-    if summary_json:
+    if summary_json == Path("-"):
+        sys.stdout.write(redact(safe_json(outcome.to_dict(), indent=2), settings.secrets) + "\n")
+    elif summary_json:
         write_summary_json(outcome, summary_json, settings.secrets)
     junit_written = _write_junit(outcome.to_dict(), junit_xml, settings.secrets, console)
     # With --output json stdout is data: workflow commands go to stderr, which both runners also read.
@@ -326,11 +393,6 @@ def _write_junit(summary: dict[str, Any], path: Path | None, secrets: tuple[str,
         console.print(f"error: --junit-xml {path}: could not write the report: {exc}", markup=False, style="red")
         return False
     return True
-
-
-def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
 
 
 def _fail(console: Any, error: ExportError, code: ExitCode) -> None:
@@ -361,24 +423,59 @@ def demo(
 
 
 @app.command()
+def sandbox(
+    env_file: Annotated[
+        Path, typer.Option("--env-file", help="Where to write the emulators' URLs and sandbox credentials.")
+    ] = Path("sandbox.env"),
+    alerts: Annotated[int, typer.Option(min=0, help="Generated alerts besides the seed data.")] = 120,
+    incidents: Annotated[int, typer.Option(min=0, help="Generated incidents besides the seed data.")] = 12,
+    services: Annotated[int, typer.Option(min=0, help="Generated services besides the seed data.")] = 8,
+) -> None:
+    """Serve the emulated Opsgenie and Port APIs on 127.0.0.1 until Ctrl-C, for trying the real
+    commands: `sync`, `validate` and `serve` with `--env-file sandbox.env`."""
+    import threading
+
+    from opsgenie_export.sandbox.demo import serve_sandbox
+
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda number, frame: stop.set()) for signum in (2, 15)}
+    try:
+        serve_sandbox(
+            env_file,
+            alerts=alerts,
+            incidents=incidents,
+            services=services,
+            stop=stop,
+            say=lambda text: print(text, file=sys.stderr, flush=True),
+        )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
-    mode: Annotated[str, typer.Option(help="refetch: GET each alert from Opsgenie; payload: map the body.")] = (
-        "refetch"
-    ),
+    mode: Annotated[
+        Mode, typer.Option(case_sensitive=False, help="refetch: GET each alert from Opsgenie; payload: map the body.")
+    ] = Mode.refetch,
     mapping: MappingOpt = None,
-    region: Annotated[str | None, typer.Option(help="Opsgenie region shortcut: us or eu.")] = None,
+    region: RegionOpt = None,
     opsgenie_url: Annotated[str | None, typer.Option(help="Opsgenie API URL (env OPSGENIE_API_URL).")] = None,
     port_url: Annotated[str | None, typer.Option(help="Port API URL (env PORT_BASE_URL).")] = None,
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
-    ca_bundle: Annotated[Path | None, typer.Option(help="CA bundle for private certificate authorities.")] = None,
+    ca_bundle: CaBundleOpt = None,
     queue_size: Annotated[int, typer.Option(min=1, help="Alerts that may wait; beyond it 503 + Retry-After.")] = 1000,
     max_connections: Annotated[
         int, typer.Option(min=1, help="Connections served at once; beyond it 503 + Retry-After.")
     ] = 64,
     drain_timeout: Annotated[float, typer.Option(min=0, help="Seconds to drain the queue on SIGTERM.")] = 30.0,
+    log_format: LogFormatOpt = Format.text,
+    quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Receive Opsgenie webhooks on POST /integration/webhook and update Port (needs OPSGENIE_WEBHOOK_SECRET)."""
     from opsgenie_export.serve import ServeConfig, serve_command
@@ -400,8 +497,15 @@ def serve(
         queue_size=queue_size,
         drain_timeout=drain_timeout,
         max_connections=max_connections,
+        log_format=str(log_format),
+        quiet=quiet,
+        debug=debug,  # the serve log is plain lines (no colours, so --no-color changes nothing) or JSON
     )
-    raise typer.Exit(serve_command(options, config))
+    try:
+        code = serve_command(options, config)
+    finally:
+        log_requests(None)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -94,9 +94,10 @@ class TextEvents(Events):
 
     PROGRESS_EVERY = 10.0  # seconds: a kind that takes longer gets a line this often meanwhile
 
-    def __init__(self, console: Console, quiet: bool = False) -> None:
+    def __init__(self, console: Console, quiet: bool = False, *, debug: bool = False) -> None:
         self.console = console
         self.quiet = quiet
+        self.debug = debug
         self._last_line = 0.0
         self._started = 0.0
 
@@ -120,7 +121,7 @@ class TextEvents(Events):
         self._print(f"{stats.label}: {stats.fetched} fetched in {seconds:.1f}s → {_outcome_counts(stats)}{suffix}")
 
     def message(self, level: str, event: str, text: str, **fields: Any) -> None:
-        if level != "debug":
+        if level != "debug" or self.debug:
             self._print(f"{level}: {one_line(text)}")
 
 
@@ -132,8 +133,9 @@ class RichEvents(Events):
     while fetched and fills when done. Either way the line shows the rate in items per second.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, debug: bool = False) -> None:
         self.console = console
+        self.debug = debug
         self._progress: Progress | None = None
         self._task: Any = None
         self._started = 0.0
@@ -173,7 +175,7 @@ class RichEvents(Events):
         self.close()
 
     def message(self, level: str, event: str, text: str, **fields: Any) -> None:
-        if level != "debug":
+        if level != "debug" or self.debug:
             self.console.print(f"{level}: {one_line(text)}", markup=False, highlight=False)
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
@@ -38,9 +39,9 @@ from opsgenie_export.exit_codes import ExitCode
 from opsgenie_export.mapping import compile_mapping, load_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.port.client import PortClient
-from opsgenie_export.report import redact
+from opsgenie_export.report import redact, safe_json
 from opsgenie_export.settings import Options, Settings, load_environment, require_credentials, resolve
-from opsgenie_export.transport import StopSignal, WaitBudget
+from opsgenie_export.transport import StopSignal, WaitBudget, log_requests
 from opsgenie_export.webhook import (
     AlertMapper,
     BadEvent,
@@ -80,6 +81,9 @@ class ServeConfig:
     drain_timeout: float = 30.0
     ca_bundle: str | None = None
     max_connections: int = 64  # open connections served at once; more get 503 without a thread
+    log_format: str = "text"  # text: one plain line per event; json: one JSON record per line
+    quiet: bool = False  # only warnings and errors
+    debug: bool = False  # also every HTTP request towards Opsgenie and Port
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -374,9 +378,19 @@ def serve_command(options: Options, config: ServeConfig, stderr: IO[str] | None 
     stream = stderr or sys.stderr
     secrets: tuple[str, ...] = ()
 
-    def log(line: str) -> None:
+    def log(line: str, level: str | None = None) -> None:
+        level = level or log_level(line)
+        if config.quiet and level in ("info", "debug"):
+            return
+        if config.log_format == "json":
+            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            record = {"time": now, "level": level, "event": "serve", "kind": None, "counts": None, "message": line}
+            line = safe_json(record)
         stream.write(redact(line, secrets) + "\n")
         stream.flush()
+
+    if config.debug:  # the caller turns it off again (log_requests(None))
+        log_requests(lambda text: log(text, "debug"))
 
     try:
         config.secret = webhook_secret(options)
@@ -398,6 +412,15 @@ def serve_command(options: Options, config: ServeConfig, stderr: IO[str] | None 
     if len(config.secret) < 16:
         log(f"warning: {SECRET_NAME} is shorter than 16 characters; use a long random value")
     return _run_until_signal(service, config, settings.mapping_path, log)
+
+
+def log_level(line: str) -> str:
+    """The level of a serve log line, from how it reads."""
+    if line.startswith("error:") or "FAILED" in line:
+        return "error"
+    if line.startswith("warning:") or "retrying" in line or "not applied" in line or "interrupted" in line:
+        return "warning"
+    return "info"
 
 
 def _run_until_signal(service: WebhookService, config: ServeConfig, mapping: Path, log: Callable[[str], None]) -> int:

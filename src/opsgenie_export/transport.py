@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -151,6 +152,28 @@ def _shape(body: Any) -> str:
     return type(body).__name__
 
 
+_request_log: Callable[[str], None] | None = None  # --debug: one line per HTTP request
+
+
+def log_requests(callback: Callable[[str], None] | None) -> None:
+    """`--debug`: report every HTTP response of both clients as one line (method, URL without
+    credentials, status, time) to `callback` — whose stream masks secrets — or stop with None."""
+    global _request_log
+    _request_log = callback
+
+
+def _log_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    callback = _request_log
+    if callback is None:
+        return
+    request = response.request
+    parts = urlsplit(request.url or "")
+    url = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    query = f"?{parts.query}" if parts.query else ""
+    took = response.elapsed.total_seconds() * 1000
+    callback(f"{request.method} {url}{query} → {response.status_code} in {took:.0f} ms")
+
+
 def pooled_session(pool_size: int, ca_bundle: str | None, headers: dict[str, str]) -> requests.Session:
     """A session with `pool_size` kept-alive connections, no urllib3 retries (ours are explicit),
     and TLS verification always on (a private CA bundle may be given, never turned off)."""
@@ -160,6 +183,7 @@ def pooled_session(pool_size: int, ca_bundle: str | None, headers: dict[str, str
     session.mount("https://", adapter)
     session.verify = ca_bundle or True
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", **headers})
+    session.hooks["response"].append(_log_response)
     return session
 
 

@@ -4,6 +4,8 @@ blueprints initialised, and the real sync through HTTP — the same code path as
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping
@@ -71,3 +73,36 @@ def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console
         outcome = run_sync(settings, config, compiled, RunOptions(blueprints=blueprints), events=TextEvents(console))
         samples = {bp: list(entities.values())[:sample] for bp, entities in sorted(port.entities.items())}
     return outcome, samples
+
+
+SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789"
+
+
+def serve_sandbox(
+    env_file: Path, *, alerts: int, incidents: int, services: int, stop: threading.Event, say: Any
+) -> None:
+    """`opsgenie-export sandbox`: the demo account behind both emulators until `stop` is set, with
+    their URLs and credentials written to `env_file` so the real commands can run against them
+    from another terminal (`--env-file`)."""
+    account = demo_account(alerts, incidents, services)
+    with (
+        OpsgenieEmulator(account, api_key=DEMO_KEY) as opsgenie,
+        PortEmulator(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET) as port,
+    ):
+        values = {
+            "OPSGENIE_API_URL": opsgenie.url,
+            "OPSGENIE_API_TOKEN": DEMO_KEY,
+            "PORT_BASE_URL": port.url,
+            "PORT_CLIENT_ID": DEMO_CLIENT_ID,
+            "PORT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "OPSGENIE_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+        }
+        env_file.write_text("".join(f"{name}={value}\n" for name, value in values.items()), encoding="utf-8")
+        say(f"sandbox: Opsgenie emulator at {opsgenie.url}, Port emulator at {port.url} (no blueprints yet)")
+        say(f"sandbox: their URLs and sandbox credentials are in {env_file}; in another terminal try:")
+        say(f"  opsgenie-export sync --env-file {env_file} --initialize-port-resources")
+        say(f"  opsgenie-export validate --from-port --env-file {env_file}")
+        say(f"  opsgenie-export serve --env-file {env_file} --port 8000")
+        say("sandbox: serving until Ctrl-C")
+        stop.wait()
+    env_file.unlink(missing_ok=True)
