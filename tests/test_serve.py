@@ -677,7 +677,7 @@ def test_healthz_turns_unhealthy_while_every_write_fails_and_recovers(seed_sandb
     """Case 11 of issue #16: /healthz said ok while every Port write failed."""
     add_blueprints(seed_sandbox)
     outage = seed_sandbox.port.faults.add(FaultRule(path=r"/entities", status=503, times=1000))
-    running = start_service(seed_sandbox, retry=RetryPolicy(max_attempts=1000, base=0.05))
+    running = start_service(seed_sandbox, retry=RetryPolicy(max_attempts=1000, base=0.05, cap=0.2))
     health = f"{running.url}/healthz"
     try:
         alert = new_alert(seed_sandbox)
