@@ -374,9 +374,10 @@ def request_floor(
     - a kind listed only for its open items (`status:open`) counts its open items.
     Not counted: /v2/alerts/count (window splitting).
     Port:
-    - 1 token;
-    - blueprint initialisation: 1 GET per blueprint file, then for each missing blueprint
-      1 POST, plus 1 PATCH when it has relations or derived properties;
+    - 1 token; 1 blueprint list (serves the initialisation and the preflight, which checks every
+      blueprint and field the mapping writes);
+    - blueprint initialisation: for each missing blueprint 1 POST, plus 1 PATCH when it has
+      relations or derived properties;
     - per blueprint the mapping writes: ceil(existing / 1000) search pages, at least 1, and
       ceil(entities to write / 20) bulk upserts (new or changed entities only);
     - no deletes (no stale entities in these scenarios).
@@ -405,9 +406,8 @@ def request_floor(
     missing = [name for name in files if existing.get(name) is None]
     port = {
         "token": 1,
-        "blueprint init": len(files)
-        + len(missing)
-        + sum(1 for name in missing if any(files[name].get(k) for k in DERIVED_KEYS)),
+        "blueprint list (preflight)": 1,
+        "blueprint init": len(missing) + sum(1 for name in missing if any(files[name].get(k) for k in DERIVED_KEYS)),
         "searches": sum(max(1, math.ceil((existing.get(bp) or 0) / SEARCH_PAGE)) for bp in shape["blueprints"]),
         "bulk upserts": sum(math.ceil(to_write.get(bp, 0) / BULK_SIZE) for bp in shape["blueprints"]),
     }

@@ -150,7 +150,14 @@ def sync(
     junit_xml: Annotated[
         Path | None, typer.Option(help="Write the run as a JUnit XML report (Jenkins, GitLab, Azure DevOps).")
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=32, help="Concurrent requests per API.")] = 4,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=32,
+            help="Most requests in flight per API; below it the number adapts to latency, 429s and rate limits.",
+        ),
+    ] = 16,
     max_wait: Annotated[
         float, typer.Option(min=0, help="Total seconds the run may spend waiting on retries and rate limits.")
     ] = 600.0,

@@ -34,6 +34,7 @@ from opsgenie_export.errors import (
     PortStateError,
     WaitBudgetExceeded,
 )
+from opsgenie_export.mapped_items import FILTERED, MappedItems
 from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig, check_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.opsgenie.enrichment import KEY_SOURCES, Lookups, enrich_page, keys_for
@@ -51,6 +52,7 @@ from opsgenie_export.settings import Settings
 from opsgenie_export.sources import Source
 from opsgenie_export.transport import StopSignal, WaitBudget, prefetched
 
+PORT_STATE_READERS = 3  # blueprints whose entities are searched at once
 # Kinds small enough to list once and share with enrichments; alerts and users are streamed.
 SHARED_KINDS = frozenset({"incident", "service", "team", "schedule", "schedule-oncall", "escalation"})
 QUERY_KINDS = frozenset({"alert", "incident"})
@@ -71,7 +73,7 @@ class Events:
 
 @dataclass
 class RunOptions:
-    workers: int = 4
+    workers: int = 16  # the most requests in flight per API; the adaptive limit works below it
     max_wait: float = 600.0
     timeout: float = 30.0
     max_retries: int = 5
@@ -96,23 +98,26 @@ def run_sync(
     budget = WaitBudget(options.max_wait, stop or StopSignal(), ends_run=True)
     port, source = _clients(settings, options, budget)
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="source")
-    port_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="port-state")
+    port_reader = ThreadPoolExecutor(max_workers=PORT_STATE_READERS, thread_name_prefix="port-state")
     link_cache = source.link_cache(settings.cache_dir) if settings.cache_dir else None
-    lookups = Lookups(source, pool, parallel=min(4, options.workers), link_cache=link_cache)
+    lookups = Lookups(source, pool, parallel=options.workers, link_cache=link_cache)
     run = _Run(config, compiled, options, outcome, events, port, lookups, budget.stop)
+    run.mapped = _mapped_items(settings, source, config)
     try:
         port.authenticate()
+        in_port = port.list_blueprints()  # one request serves the initialisation and the preflight
         if settings.initialize_port_resources and not options.dry_run:
-            created = initialize_blueprints(port, options.blueprints)
+            created = initialize_blueprints(port, options.blueprints, in_port)
+            in_port = {**{name: options.blueprints[name] for name in created}, **in_port}
             events.message("info", "blueprints", f"created blueprints: {', '.join(created) or 'none missing'}")
         run.prepare_states()
-        run.preflight(settings)  # exit 2 on a blueprint or field Port lacks, before any source request
+        run.preflight(settings, in_port)  # exit 2 on a blueprint or field Port lacks, before any source request
         learned = source.learn_rate_limits()
         if learned:
             events.message("debug", "rate_limits", f"pacing {source.title} domains {', '.join(sorted(learned))}")
         if run.needs_key("__relatedIncident"):  # thousands of calls: start them while Port is read
             threading.Thread(target=lookups.prefetch_incident_links, name="incident-links", daemon=True).start()
-        run.port_state = port_reader.submit(run.load_port_state)
+        run.port_state = {bp: port_reader.submit(run.load_blueprint_state, bp) for bp in run.states}
         run.sink = EntitySink(
             port,
             outcome.blueprint,
@@ -133,6 +138,7 @@ def run_sync(
         pool.shutdown(wait=False, cancel_futures=True)
         port_reader.shutdown(wait=False, cancel_futures=True)
         _finish_links(lookups, link_cache, outcome, events)
+        _finish_mapped(run.mapped, outcome, events)
         outcome.seconds = time.monotonic() - started
         outcome.requests = _request_counts(source, port, budget)
         port.close()
@@ -163,6 +169,28 @@ def _after_fatal(run: _Run, fatal: ExportError) -> None:
             stats.add("unprocessed", missing)
 
 
+def _mapped_items(settings: Settings, source: Source, config: MappingConfig) -> MappedItems | None:
+    if settings.cache_dir is None:
+        return None
+    links = source.link_cache(settings.cache_dir)  # named by source and account: so is this file
+    account = links.path.stem.rsplit("-", 1)[-1] if links.path else source.name
+    mapped = MappedItems.for_account(settings.cache_dir, f"{source.name}-{account}", repr(config.resources))
+    mapped.load()
+    return mapped
+
+
+def _finish_mapped(mapped: MappedItems | None, outcome: RunOutcome, events: Events) -> None:
+    """Keep what every item mapped to for the next run (only a run that was not stopped)."""
+    if mapped is None:
+        return
+    mapped.finish(complete=outcome.fatal is None)
+    if mapped.problem:
+        outcome.notes.append(mapped.problem)
+        events.message("warning", "mapped_items_cache", mapped.problem)
+    if mapped.reused:
+        events.message("info", "mapped_items", f"{mapped.reused} unchanged items not mapped again")
+
+
 def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome, events: Events) -> None:
     """Keep this run's alert→incident links for the next run, and say what they cost."""
     links = lookups.links
@@ -183,7 +211,13 @@ def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome
 
 def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tuple[PortClient, Source]:
     ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
-    common = {"budget": budget, "timeout": options.timeout, "max_retries": options.max_retries, "ca_bundle": ca_bundle}
+    common = {
+        "budget": budget,
+        "timeout": options.timeout,
+        "max_retries": options.max_retries,
+        "ca_bundle": ca_bundle,
+        "pool_size": options.workers,  # connections, and the upper bound of the adaptive limit
+    }
     port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
     opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
     opsgenie.key_origin, port.credentials_origin = settings.credential_origins()
@@ -248,7 +282,9 @@ class _Run:
     relation_targets: dict[str, dict[str, str]] = field(default_factory=dict)  # bp → relation → target bp
     keys_by_resource: dict[int, tuple[str, ...]] = field(default_factory=dict)
     plan: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    port_state: Future[None] | None = None  # the background read of Port's state
+    port_state: dict[str, Future[None]] | None = None  # the background reads of Port's state
+    in_port: dict[str, dict[str, Any]] = field(default_factory=dict)  # Port's blueprint definitions
+    mapped: MappedItems | None = None  # what each item mapped to last run (skips unchanged ones)
     # enableMergeEntity: (resource, blueprint, identifier) → the entity written once at the end
     held: dict[tuple[int, str, str], _Held] = field(default_factory=dict)  # of a resource listed whole
     repeats: dict[tuple[int, str, str], _Held] = field(default_factory=dict)  # of streamed resources
@@ -272,11 +308,12 @@ class _Run:
         for blueprint in self.states:
             self.outcome.blueprint(blueprint)  # created here: the reader thread only fills them in
 
-    def preflight(self, settings: Settings) -> None:
+    def preflight(self, settings: Settings, in_port: dict[str, dict[str, Any]]) -> None:
         """Every blueprint the mapping writes exists in Port (or, with --dry-run
         --initialize-port-resources, would be created from the blueprints folder), and has every
-        property and relation the mapping writes: otherwise every write would fail (404, 422)."""
-        in_port = self.port.list_blueprints()
+        property and relation the mapping writes: otherwise every write would fail (404, 422).
+        `in_port`: the blueprints Port holds (listed once per run), and those just created."""
+        self.in_port = in_port
         missing = [name for name in sorted(self.states) if name not in in_port]
         creatable = [name for name in missing if name in self.options.blueprints]
         if missing and not (settings.initialize_port_resources and self.options.dry_run and creatable == missing):
@@ -294,26 +331,31 @@ class _Run:
                 "lists them all)"
             )
 
-    def load_port_state(self) -> None:
-        """One paged search per blueprint; relation targets from definitions. Runs in the
-        background while the source is read; `port_state_ready` waits for it."""
-        for blueprint, state in self.states.items():
-            self.stop.check()
-            state.load(self.port)
-            self.outcome.blueprint(blueprint).existing = len(state.fingerprints)
-            self.relation_targets[blueprint] = self._relation_targets(blueprint, state.found)
+    def load_blueprint_state(self, blueprint: str) -> None:
+        """One blueprint's paged search, and its relation targets from definitions. Runs in the
+        background, several blueprints at once, while the source is read; `port_state_ready` waits."""
+        self.stop.check()
+        state = self.states[blueprint]
+        state.load(self.port)
+        self.outcome.blueprint(blueprint).existing = len(state.fingerprints)
+        self.relation_targets[blueprint] = self._relation_targets(blueprint, state.found)
 
     def port_state_ready(self) -> None:
-        """Wait for Port's state (raising what stopped its reading); instant once read."""
+        """Wait for Port's state of every blueprint (read several at once), raising what stopped
+        its reading; instant once read. Nothing is written before all of it is known: a failing
+        read stops the run with nothing written."""
         if self.port_state is None:
             return
-        try:
-            self.port_state.result()
-        except ApiError as exc:
-            raise PortStateError(f"could not read the entities Port holds: {exc}") from exc
+        for future in self.port_state.values():
+            if future.done() and future.exception() is None:
+                continue
+            try:
+                future.result()
+            except ApiError as exc:
+                raise PortStateError(f"could not read the entities Port holds: {exc}") from exc
 
     def _relation_targets(self, blueprint: str, found: bool) -> dict[str, str]:
-        definition = self.options.blueprints.get(blueprint)
+        definition = self.options.blueprints.get(blueprint) or self.in_port.get(blueprint)
         if definition is None and found and not self.options.dry_run:
             definition = self.port.get_blueprint(blueprint)
         relations = (definition or {}).get("relations") or {}
@@ -373,6 +415,10 @@ class _Run:
         return prefetched(stream, self.stop), lambda: stream.truncation_reason if stream.truncated else ""
 
     def map_and_write(self, compiled: CompiledResource, item: dict[str, Any], stats: ResourceStats) -> None:
+        # Only streamed kinds skip mapping: a kind listed whole holds its entities for merging
+        digest = self.mapped.digest(stats.index, item) if self.mapped and stats.kind not in SHARED_KINDS else None
+        if digest is not None and self._unchanged_since_last_run(digest, stats):
+            return
         result = compiled.map_item(item)
         if result.errors:
             _fail_unprocessed(stats, str(result.errors[0]))
@@ -381,6 +427,8 @@ class _Run:
             stats.sample("skipped", f"{skip.item_id} ({skip.field} null)")
         if not result.entities:
             stats.add("skipped" if result.skipped else "filtered")
+            if digest is not None and not result.skipped:
+                self.mapped.record(digest, FILTERED)  # type: ignore[union-attr]
             return
         problem = self._identifier_problem(stats, item, result.entities)
         if problem:
@@ -393,18 +441,58 @@ class _Run:
             stats.add("merged")
             return
         ticket = ItemTicket(stats, len(carried))
+        # what to keep for the next run: only an item whose every entity was judged on its own
+        kept: list[Any] | None = [] if digest is not None and len(carried) == len(result.entities) else None
         for blueprint, body in carried:
-            if not self._held_back(stats, blueprint, body, ticket):
-                self._write(stats.index, blueprint, body, ticket)
+            if self._held_back(stats, blueprint, body, ticket):
+                kept = None
+                continue
+            fingerprint = self._write(stats.index, blueprint, body, ticket)
+            if kept is not None and fingerprint is not None and not result.skipped:
+                kept.append((blueprint, body["identifier"], fingerprint, body.get("relations")))
+            else:
+                kept = None
+        if kept is not None:
+            self.mapped.record(digest, kept)  # type: ignore[union-attr, arg-type]
+
+    def _unchanged_since_last_run(self, digest: int, stats: ResourceStats) -> bool:
+        """The item mapped to these entities last run, Port holds each of them exactly so, and
+        no earlier item of this run produced their identifiers: account for it as mapped and
+        unchanged without mapping it (mapped_items.py). Anything else takes the usual path."""
+        entries = self.mapped.lookup(digest)  # type: ignore[union-attr]
+        if entries is None:
+            return False
+        if entries == FILTERED:
+            stats.add("filtered")
+            self.mapped.keep(digest)  # type: ignore[union-attr]
+            return True
+        for blueprint, identifier, fingerprint, _ in entries:
+            key = (stats.index, blueprint)
+            state = self.states.get(blueprint)
+            if state is None or key not in self.fieldset_index:
+                return False
+            if state.verdict_of(identifier, fingerprint, self.fieldset_index[key]) != "unchanged":
+                return False
+            if identifier in self.produced_by.get(key, ()) or (stats.index, blueprint, identifier) in self.repeats:
+                return False  # a repeat or a collision: the usual path merges or reports it
+        for blueprint, identifier, _, relations in entries:
+            self._seen(stats, blueprint, identifier)
+            self._remember(stats.index, blueprint, {"identifier": identifier, "relations": relations})
+            self.outcome.blueprint(blueprint).add("unchanged")
+            self._record_plan(blueprint, "unchanged", {"identifier": identifier})
+        stats.add("entities", len(entries))
+        stats.add("unchanged")
+        self.mapped.keep(digest)  # type: ignore[union-attr]
+        return True
 
     def _write(
         self, resource_index: int, blueprint: str, body: dict[str, Any], ticket: ItemTicket, *, repeat: bool = False
-    ) -> None:
+    ) -> int | None:
         """Write one entity unless Port already holds it; a repeat (its identifier was written
-        earlier in this run) is always written."""
+        earlier in this run) is always written. Returns the fingerprint it was judged by."""
         sink = self.sink
         self._remember(resource_index, blueprint, body)
-        verdict = "update" if repeat else self._verdict(resource_index, blueprint, body)
+        verdict, fingerprint = ("update", None) if repeat else self._verdict(resource_index, blueprint, body)
         self._record_plan(blueprint, verdict, body)
         if verdict == "unchanged":
             self.outcome.blueprint(blueprint).add("unchanged")
@@ -414,6 +502,7 @@ class _Run:
             ticket.settle()
         else:
             sink.add(blueprint, body, ticket)  # type: ignore[union-attr]
+        return fingerprint
 
     # -- enableMergeEntity: several items, one identifier ----------------------------------------
     def _merge_key(self, stats: ResourceStats, blueprint: str, body: dict[str, Any]) -> tuple[int, str, str] | None:
@@ -523,12 +612,17 @@ class _Run:
                 targets = self.referenced.setdefault(target, set())
                 targets.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
 
-    def _verdict(self, resource_index: int, blueprint: str, body: dict[str, Any]) -> str:
+    def _verdict(self, resource_index: int, blueprint: str, body: dict[str, Any]) -> tuple[str, int | None]:
+        """The verdict, and the fingerprint it was judged by (None: no state for the blueprint)."""
         state = self.states.get(blueprint)
         identifier = body.get("identifier")
-        if state is None or not isinstance(identifier, str):
-            return "create"
-        return state.verdict(identifier, body, self.fieldset_index[(resource_index, blueprint)])
+        index = self.fieldset_index.get((resource_index, blueprint))
+        if state is None or index is None or not isinstance(identifier, str):
+            return "create", None
+        if self.mapped is None and identifier not in state.fingerprints:
+            return "create", None  # no fingerprint needed: nothing to compare, nothing to keep
+        fingerprint = state.fieldsets[index].fingerprint(body)
+        return state.verdict_of(identifier, fingerprint, index), fingerprint
 
     def _record_plan(self, blueprint: str, verdict: str, body: dict[str, Any]) -> None:
         if not self.options.dry_run:
@@ -647,4 +741,11 @@ def _request_counts(source: Source, port: PortClient, budget: WaitBudget) -> dic
         "portThrottled": port.stats.throttled,
         "retries": counts.pop("retries", 0) + port.stats.retries,
         "waitSeconds": round(budget.spent, 3),
+        "inFlight": {**_in_flight(source), "port": port.in_flight.to_dict()},
     }
+
+
+def _in_flight(source: Source) -> dict[str, Any]:
+    """The adaptive concurrency the source's client reached (sources without one: nothing)."""
+    limit = getattr(getattr(source, "client", None), "in_flight", None)
+    return {source.name: limit.to_dict()} if limit is not None else {}

@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from opsgenie_export.concurrency import AdaptiveLimit, Slot
 from opsgenie_export.errors import ApiError, AuthError, ExportError, PlanRestrictedError
 from opsgenie_export.transport import (
     REQUEST_FAILURES,
@@ -61,8 +62,10 @@ class OpsgenieClient:
         max_retries: int = 5,
         pool_size: int = 16,
         ca_bundle: str | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.in_flight = AdaptiveLimit("opsgenie", max_in_flight or pool_size, stop=budget.stop)
         self.budget = budget
         self.timeout = timeout
         self.max_retries = max_retries
@@ -102,7 +105,6 @@ class OpsgenieClient:
         attempt = 0
         while True:
             self.budget.stop.check()
-            self.pacers[domain].acquire()
             outcome = self._attempt(url, params, domain)
             if isinstance(outcome, dict):
                 return outcome
@@ -125,7 +127,11 @@ class OpsgenieClient:
         Every failure is sorted by `transport.classify_exception`; a permanent one raises."""
         path = url[len(self.base_url) :]
         try:
-            response = self._session.get(url, params=params, timeout=self.timeout)
+            with self.in_flight.slot() as slot:
+                self.pacers[domain].acquire()  # paced once the slot is taken: sent when paced
+                slot.sending()
+                response = self._session.get(url, params=params, timeout=self.timeout)
+                self._judge(slot, response, domain)
         except REQUEST_FAILURES as exc:
             self.stats.count(domain, None)
             failure = classify_exception(exc)
@@ -141,6 +147,17 @@ class OpsgenieClient:
         if response.status_code in RETRYABLE_STATUSES and response.status_code != 501:
             return response.status_code, _describe(response), _wait_hint(response)
         raise _final_error(response, path, self.base_url, self.key_origin)
+
+    def _judge(self, slot: Slot, response: requests.Response, domain: str) -> None:
+        """Tell the concurrency limit how the request went, and whether the domain's pacing
+        leaves room for more requests in flight (rate x round trip above the current limit)."""
+        if response.status_code == 429:
+            slot.throttled()
+        elif response.status_code >= 500:
+            slot.failed()
+        rate = self.pacers[domain].rate
+        if rate is not None:
+            slot.room = rate * response.elapsed.total_seconds() > self.in_flight.current
 
 
 def _is_envelope(body: Any) -> bool:

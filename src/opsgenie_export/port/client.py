@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from opsgenie_export.concurrency import AdaptiveLimit
 from opsgenie_export.errors import ApiError, AuthError
 from opsgenie_export.transport import (
     REQUEST_FAILURES,
@@ -79,6 +80,7 @@ class PortClient:
         pool_size: int = 16,
         ca_bundle: str | None = None,
         clock: Any = time.monotonic,
+        max_in_flight: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._credentials = {"clientId": client_id, "clientSecret": client_secret}
@@ -92,6 +94,7 @@ class PortClient:
         self._token_lock = threading.Lock()
         self._session = pooled_session(pool_size, ca_bundle, {})
         self._window = RateWindow(reserve=2, budget=budget)
+        self.in_flight = AdaptiveLimit("port", max_in_flight or pool_size, stop=budget.stop)
 
     def close(self) -> None:
         self._session.close()
@@ -144,12 +147,19 @@ class PortClient:
                 token = self._bearer()
                 headers["Authorization"] = f"Bearer {token}"
             self.stats.requests[_route_kind(method, path)] += 1
-            if authorised:
-                self._window.acquire()
             try:
-                response = self._session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
-                )
+                with self.in_flight.slot() as slot:
+                    if authorised:  # paced after the slot is taken: a request waits in one place
+                        self._window.acquire()
+                        slot.sending()
+                    response = self._session.request(
+                        method, url, params=params, data=data, headers=headers, timeout=self.timeout
+                    )
+                    if response.status_code == 429:
+                        slot.throttled()
+                    elif response.status_code >= 500:
+                        slot.failed()
+                    slot.room = RateWindow.room_for(self.in_flight.current, response)
             except REQUEST_FAILURES as exc:
                 failure = classify_exception(exc)
                 if not failure.retryable:
@@ -157,7 +167,7 @@ class PortClient:
                 detail, wait_hint = failure.detail, None
             else:
                 status = response.status_code
-                self._window.observe(response.headers)
+                self._window.observe(response.headers, in_flight=self.in_flight.in_flight)
                 if status in accept:
                     body, problem = _decoded(response, expect)
                     if problem is None:
@@ -281,14 +291,28 @@ class RateWindow:
         self._reserve = reserve
         self._budget = budget
 
-    def observe(self, headers: Any) -> None:
+    def observe(self, headers: Any, in_flight: int = 0) -> None:
+        """Learn the window from an answer. The server counted only the requests it has answered:
+        the `in_flight` ones still on their way will spend the window too."""
         try:
-            remaining = int(headers["x-ratelimit-remaining"])
+            remaining = int(headers["x-ratelimit-remaining"]) - in_flight
             reset = float(headers["x-ratelimit-reset"])
         except (KeyError, ValueError):
             return
         with self._lock:
             self._remaining, self._reset_at = remaining, reset
+
+    @staticmethod
+    def room_for(in_flight: int, response: requests.Response) -> bool:
+        """Whether this answer's window allows more than `in_flight` requests at once: what is
+        left, spread until the reset, times the round trip. No headers: no known limit."""
+        try:
+            remaining = int(response.headers["x-ratelimit-remaining"])
+            reset = float(response.headers["x-ratelimit-reset"])
+        except (KeyError, ValueError):
+            return True
+        seconds_left = max(0.05, reset - time.time())
+        return remaining / seconds_left * response.elapsed.total_seconds() > in_flight
 
     def acquire(self) -> None:
         with self._lock:

@@ -47,6 +47,16 @@ class SeenIdentifiers:
     def __len__(self) -> int:
         return self._count
 
+    def __contains__(self, identifier: str) -> bool:
+        key = (hash(identifier) & _MASK64) or 1
+        slots, mask = self._slots, self._mask
+        index = key & mask
+        while slots[index]:
+            if slots[index] == key:
+                return True
+            index = (index + 1) & mask
+        return False
+
     def add(self, identifier: str) -> bool:
         """Record the identifier; False if it (or one with the same 64-bit hash) was already there."""
         key = (hash(identifier) & _MASK64) or 1  # 0 marks an empty slot

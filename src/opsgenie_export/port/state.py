@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsgenie_export.errors import ApiError
+from opsgenie_export.mapped_items import stable_hash
 from opsgenie_export.port.client import PortClient
 
 META_FIELDS = ("title", "icon", "team")
@@ -31,8 +32,9 @@ class FieldSet:
         return cls(tuple(paths))
 
     def fingerprint(self, entity: dict[str, Any]) -> int:
+        """A 64-bit digest of the fields, the same in every process (kept between runs)."""
         values = [_normalise(path, _get(entity, path)) for path in self.paths]
-        return hash(json.dumps(values, sort_keys=True, separators=(",", ":"), default=str))
+        return stable_hash(json.dumps(values, sort_keys=True, separators=(",", ":"), default=str).encode())
 
 
 def _get(entity: dict[str, Any], path: str) -> Any:
@@ -85,9 +87,15 @@ class BlueprintState:
 
     def verdict(self, identifier: str, body: dict[str, Any], fieldset_index: int) -> str:
         """'create', 'update' or 'unchanged' for an entity about to be written."""
+        if identifier not in self.fingerprints:
+            return "create"
+        return self.verdict_of(identifier, self.fieldsets[fieldset_index].fingerprint(body), fieldset_index)
+
+    def verdict_of(self, identifier: str, fingerprint: int, fieldset_index: int) -> str:
+        """The same verdict from the entity's fingerprint (computed now, or on an earlier run)."""
         existing = self.fingerprints.get(identifier)
         if existing is None:
             return "create"
         if isinstance(existing, tuple):
             existing = existing[fieldset_index]
-        return "unchanged" if existing == self.fieldsets[fieldset_index].fingerprint(body) else "update"
+        return "unchanged" if existing == fingerprint else "update"
