@@ -130,7 +130,7 @@ def test_a_damaged_cache_is_ignored_with_a_warning(box: Sandbox, tmp_path: Path)
     [path] = cache.glob("mapped-items-*")
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0], "not-hex garbage", *lines[1:]]) + "\n")
-    code, summary, output = _sync(box, cache, tmp_path)
+    code, _, output = _sync(box, cache, tmp_path)
     assert code == 0, output
     assert "ignored damaged mapped-items cache" in output
     assert _reused(output) == 0
