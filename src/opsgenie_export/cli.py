@@ -139,10 +139,13 @@ def sync(
     ca_bundle: CaBundleOpt = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(help="Where alert→incident links are kept between runs (default ~/.cache/opsgenie-export)."),
+        typer.Option(
+            help="Where alert→incident links and mapped items are kept between runs (default ~/.cache/opsgenie-export)."
+        ),
     ] = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Ask every incident for its alerts; read and write no cache.")
+        bool,
+        typer.Option("--no-cache", help="Ask every incident for its alerts, map every item; read and write no cache."),
     ] = False,
     summary_json: Annotated[
         Path | None, typer.Option(help="Write the run's summary as JSON to this file ('-': stdout).")
