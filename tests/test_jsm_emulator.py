@@ -608,3 +608,14 @@ def test_standalone_serves_the_jsm_face_and_reports_it() -> None:
         process.wait(timeout=30)
     assert exit_report["event"] == "exit"
     assert exit_report["jsm"]["requests"] == 2 and exit_report["jsm"]["byStatus"] == {"200": 1, "404": 1}
+
+
+def test_following_next_links_into_the_ceiling_is_refused() -> None:
+    """A client that only follows `links.next` on a 20,000+ account hits 422: it must window by createdAt."""
+    big = generate_account(alerts=20_050, incidents=0, services=1, teams=1, seed=4)
+    with running_jsm(big, email=EMAIL, api_token=TOKEN) as face:
+        page = session().get(f"{ops(face)}/v1/alerts", params={"offset": 19_800, "size": 100}).json()
+        assert page["count"] == 20_050 and len(page["values"]) == 100
+        assert page["links"]["next"] == "/v1/alerts?offset=19900&size=100"
+        beyond = session().get(f"{ops(face)}/v1/alerts", params={"offset": 19_900, "size": 100})
+    assert beyond.status_code == 422 and "20000" in beyond.json()["errors"][0]["title"]

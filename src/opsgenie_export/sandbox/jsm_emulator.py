@@ -50,7 +50,8 @@ Unverified choices (not confirmed by an official source; change them here if rea
   "snoozed" when snoozed, "acked" when acknowledged, else "open". `owner` is the owner's display
   name. `ackTime`/`closeTime` are createdAt + Opsgenie's report durations.
 - `links.next` is a path relative to the API root (`/v1/alerts?offset=…&size=…`), as in the
-  spec's examples; absent on the last page. `count` is the total matching the query.
+  spec's examples; absent on the last page. `count` is the total matching the query. Near the
+  ceiling `next` is still given even when following it would pass 20,000 (and get 422).
 - `from`/`to` on the alert list are epoch milliseconds bounding createdAt ([from, to)).
 - Alert search `query` uses Opsgenie's syntax and field names, evaluated on the account.
 - Ids with `ids_changed=False` ("ids preserved") equal Opsgenie's for every kind — including
