@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from opsgenie_export.sandbox.accounts import ALERT_ID, Account, generate_account, iso_to_ms, seed_account
+from opsgenie_export.sandbox.demo import DEMO_ATLASSIAN_EMAIL, DEMO_ATLASSIAN_TOKEN, demo_account, start_jsm_face
 from opsgenie_export.sandbox.jsm_emulator import SCOPE_CONFIG, JsmFace, running_jsm
 from opsgenie_export.sandbox.server import FaultPlan, FaultRule
 from tests.conftest import running_sandbox
@@ -619,3 +620,39 @@ def test_following_next_links_into_the_ceiling_is_refused() -> None:
         assert page["links"]["next"] == "/v1/alerts?offset=19900&size=100"
         beyond = session().get(f"{ops(face)}/v1/alerts", params={"offset": 19_900, "size": 100})
     assert beyond.status_code == 422 and "20000" in beyond.json()["errors"][0]["title"]
+
+
+@pytest.mark.parametrize("ids_changed", [False, True], ids=["ids-preserved", "ids-changed"])
+def test_every_endpoint_answers_for_every_item_of_the_demo_account(ids_changed: bool) -> None:
+    account = demo_account(alerts=150, incidents=20, services=6)
+    face = start_jsm_face(account, ids_changed=ids_changed)
+    try:
+        s = requests.Session()
+        s.auth = (DEMO_ATLASSIAN_EMAIL, DEMO_ATLASSIAN_TOKEN)
+        root = f"{face.api_url}/jsm/ops/api/{face.cloud_id}"
+        statuses = []
+        alerts = s.get(f"{root}/v1/alerts", params={"size": 100, "offset": 100}).json()["values"]
+        statuses += [s.get(f"{root}/v1/alerts/{a['id']}").status_code for a in alerts]
+        for team in s.get(f"{root}/v1/teams").json()["platformTeams"]:
+            statuses.append(s.get(f"{root}/v1/teams/{team['teamId']}/escalations").status_code)
+            members = f"{face.api_url}/public/teams/v1/org/{face.org_id}/teams/{team['teamId']}/members"
+            statuses.append(s.post(members, json={}).status_code)
+        for schedule in s.get(f"{root}/v1/schedules", params={"size": 50, "expand": "rotation"}).json()["values"]:
+            statuses.append(s.get(f"{root}/v1/schedules/{schedule['id']}").status_code)
+            statuses.append(s.get(f"{root}/v1/schedules/{schedule['id']}/on-calls").status_code)
+        issues = s.post(
+            f"{face.site_url}/rest/api/3/search/jql",
+            json={"jql": "project = OPS", "fields": ["*all"], "maxResults": 100},
+        ).json()["issues"]
+        assert len(issues) == len(account.incidents)
+        linked = f"{face.api_url}/jsm/incidents/cloudId/{face.cloud_id}/v1/incident"
+        statuses += [s.get(f"{linked}/{issue['id']}/alert").status_code for issue in issues]
+        statuses.append(s.get(f"{face.api_url}/jsm/api/{face.cloud_id}/v1/services/", params={"size": 50}).status_code)
+        everyone = [face.jsm_id("user", u["id"]) for u in account.users]
+        users = s.get(f"{face.site_url}/rest/api/3/user/bulk", params={"accountId": everyone, "maxResults": 100})
+        assert len(users.json()["values"]) == len(account.users)
+        statuses.append(s.get(f"{face.site_url}/rest/api/3/myself").status_code)
+    finally:
+        face.stop()
+    assert statuses and set(statuses) == {200}
+    assert all(entry.status < 500 for entry in face.requests())
