@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -448,3 +449,46 @@ def test_the_readme_sandbox_section_runs_as_written(tmp_path: Path) -> None:
     assert sandbox.returncode == 0
     for command in ("opsgenie-export sandbox", "--env-file sandbox.env --initialize-port-resources", "/healthz"):
         assert command in section
+
+
+# -- case 5: network and TLS failures name the host, fail fast, say the time ------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_opsgenie_names_the_host_and_fails_once_fast(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    port = _closed_port()
+    summary = tmp_path / "summary.json"
+    env = {**seed_sandbox.env, "OPSGENIE_API_URL": f"http://127.0.0.1:{port}"}
+    result = run_cli(sync_args("--summary-json", str(summary)), env)
+    assert result.exit_code == 1, result.output
+    expected = f"cannot connect to 127.0.0.1:{port} (connection refused); gave up after 3 attempts in "
+    reasons = [resource["reason"] for resource in json.loads(summary.read_text())["resources"]]
+    assert len(reasons) == 3 and all(expected in reason for reason in reasons), reasons  # found once, said for all
+    assert "check the Opsgenie URL (--opsgenie-url or --region)" in result.stderr
+    assert json.loads(summary.read_text())["requests"]["retries"] <= 2  # only the first request was retried
+    assert not any(seed_sandbox.port.entities.values())
+
+
+def test_a_tls_handshake_with_a_plain_http_port_fails_at_once_naming_the_host(seed_sandbox: Sandbox) -> None:
+    host = seed_sandbox.urls[0].removeprefix("http://")
+    env = {**seed_sandbox.env, "OPSGENIE_API_URL": f"https://{host}"}
+    result = run_cli(sync_args(), env)
+    assert result.exit_code == 1, result.output
+    assert f"TLS handshake with {host} failed (" in result.stderr and "does that port speak https?" in result.stderr
+    assert "attempts" not in result.stderr  # never retried
+    assert not any(seed_sandbox.port.entities.values())
+
+
+def test_port_unreachable_names_the_host(seed_sandbox: Sandbox) -> None:
+    port = _closed_port()
+    env = {**seed_sandbox.env, "PORT_BASE_URL": f"http://127.0.0.1:{port}"}
+    result = run_cli(sync_args(), env)
+    assert result.exit_code == 1, result.output
+    assert f"Port: connection failed: cannot connect to 127.0.0.1:{port} (connection refused)" in result.stderr
+    assert "check the Port URL (--port-url)" in result.stderr
+    assert seed_sandbox.opsgenie.count() == 0

@@ -24,7 +24,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from opsgenie_export import __version__
-from opsgenie_export.errors import ExportError, Interrupted, WaitBudgetExceeded
+from opsgenie_export.errors import ApiError, ExportError, Interrupted, WaitBudgetExceeded
 
 USER_AGENT = f"opsgenie-export/{__version__}"
 
@@ -91,32 +91,115 @@ class Failure:
     """One failed attempt at a request, classified once for both clients."""
 
     retryable: bool
-    detail: str  # one line, never a header value or a body
+    detail: str  # one line, never a header value or a body; names the host for network failures
     status: int | None = None
+    unreachable: bool = False  # the host was never reached (refused, DNS, no route, connect timeout)
 
 
-def classify_exception(exc: BaseException) -> Failure:
+# Why a TLS handshake failed for a reason another try cannot change: the port does not speak TLS
+# (an http:// service behind https://), or the two sides share no protocol or cipher.
+_GARBLED_TLS = (
+    "wrong version number",
+    "WRONG_VERSION_NUMBER",
+    "unknown protocol",
+    "record layer failure",
+    "packet length too long",
+    "http request",
+    "handshake failure",
+    "no protocols available",
+    "unsupported protocol",
+    "tlsv1 alert",
+    "sslv3 alert",
+)
+# Connect-phase failures, as urllib3 words them: the host was never reached.
+_UNREACHABLE = {
+    "Connection refused": "connection refused",
+    "Failed to resolve": "host name not found",
+    "Name or service not known": "host name not found",
+    "nodename nor servname": "host name not found",
+    "Temporary failure in name resolution": "host name not found",
+    "No route to host": "no route to host",
+    "Network is unreachable": "network unreachable",
+}
+
+
+def host_of(url: str) -> str:
+    """`host:port` of a URL (the port only when given), for messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or url
+
+
+def classify_exception(exc: BaseException, url: str = "") -> Failure:
     """Retryable (a cut or reset transfer, a timeout, a body that does not decode) or permanent
-    (an untrusted certificate, a header value requests refuses to send, a bad URL, anything
-    else). The detail names the failure without echoing header values: an `InvalidHeader`
-    message holds the header — a credential."""
+    (an untrusted certificate or a TLS handshake that cannot succeed, a header value requests
+    refuses to send, a bad URL, anything else). The detail names the host of a network or TLS
+    failure, and never echoes header values: an `InvalidHeader` message holds the header — a
+    credential."""
+    host = host_of(url) if url else "the server"
     problem = certificate_problem(exc) if isinstance(exc, Exception) else None
     if problem:
-        return Failure(False, problem)
+        return Failure(False, f"{host}: {problem}")
     name = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError) and any(marker in text for marker in _GARBLED_TLS):
+        reason = next(marker for marker in _GARBLED_TLS if marker in text).lower()
+        return Failure(
+            False,
+            f"TLS handshake with {host} failed ({reason}): does that port speak https? Check the URL's scheme and "
+            "port, or a proxy in between",
+        )
     if isinstance(exc, requests.exceptions.InvalidHeader | UnicodeError):
         return Failure(False, f"the request could not be sent: a header value is not valid ({name}); check credentials")
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | http.client.IncompleteRead):
-        return Failure(True, f"response cut short ({name})")
+        return Failure(True, f"response from {host} cut short ({name})")
     if isinstance(exc, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
-        return Failure(True, f"response body did not decode ({name})")
+        return Failure(True, f"response body from {host} did not decode ({name})")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return Failure(True, f"connection failed: cannot connect to {host} (connect timed out)", unreachable=True)
     if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-        return Failure(True, f"timed out ({name})")
+        return Failure(True, f"timed out waiting for {host} ({name})")
+    if isinstance(exc, requests.ConnectionError):
+        reason = next((why for marker, why in _UNREACHABLE.items() if marker in text), None)
+        if reason:
+            return Failure(True, f"connection failed: cannot connect to {host} ({reason})", unreachable=True)
     if isinstance(exc, _RETRYABLE_EXCEPTIONS):
-        return Failure(True, f"connection failed ({name})")
+        return Failure(True, f"connection failed: {host} ({name})")
     if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
         return Failure(False, f"TLS CA bundle not usable: {str(exc).split(': ')[-1]}")
-    return Failure(False, f"the request could not be sent ({name})")
+    return Failure(False, f"the request to {host} could not be sent ({name})")
+
+
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection (the read timeout is --timeout)
+UNREACHABLE_RETRIES = 2  # refused or unresolvable: retried twice, quickly; a connect timeout is not retried
+
+
+class Unreachable:
+    """Remembers that a host could not be connected to, so every later request of the run to it
+    fails at once with the same message: an unreachable host costs one connect timeout (or a
+    few quick refusals) plus the retries' backoff, not that much per request and per kind."""
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    def check(self) -> None:
+        if self.message is not None:
+            raise ApiError(self.message)
+
+    @staticmethod
+    def give_up_now(failure: Failure, attempt: int) -> bool:
+        """No further try: a connect timeout at once, a refusal or DNS failure after two retries."""
+        return "connect timed out" in failure.detail or attempt >= UNREACHABLE_RETRIES
+
+    def give_up(self, what: str, attempts: int, seconds: float, detail: str, hint: str) -> str:
+        """The final message, with the time spent, remembered for the rest of the run."""
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        self.message = f"{what}: {detail}; gave up after {tries} in {seconds:.1f}s — {hint}"
+        return self.message
+
+
+def timeouts(read: float) -> tuple[float, float]:
+    """(connect, read) timeouts for requests: connecting never waits longer than CONNECT_TIMEOUT."""
+    return min(CONNECT_TIMEOUT, read), read
 
 
 def decode_json(response: requests.Response, valid: Callable[[Any], bool] | None = None) -> tuple[Any, str | None]:

@@ -9,6 +9,7 @@ dropped connections and truncated bodies are retried a bounded number of times w
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,9 @@ from opsgenie_export.errors import ApiError, AuthError, ExportError, PlanRestric
 from opsgenie_export.transport import (
     REQUEST_FAILURES,
     RETRYABLE_STATUSES,
+    Failure,
     Pacer,
+    Unreachable,
     WaitBudget,
     backoff_delay,
     classify_exception,
@@ -28,6 +31,7 @@ from opsgenie_export.transport import (
     jittered,
     pace_for,
     pooled_session,
+    timeouts,
 )
 
 DOMAINS = ("search", "alert", "incident", "configuration", "schedule-oncalls")
@@ -72,6 +76,7 @@ class OpsgenieClient:
         self.stats = OpsgenieStats()
         self.pacers = {domain: Pacer(stop=budget.stop, budget=budget, name=f"Opsgenie {domain}") for domain in DOMAINS}
         self._session = pooled_session(pool_size, ca_bundle, {"Authorization": f"GenieKey {token}"})
+        self.unreachable = Unreachable()
 
     def close(self) -> None:
         self._session.close()
@@ -102,12 +107,19 @@ class OpsgenieClient:
     def get(self, path: str, params: dict[str, Any] | None = None, *, domain: str) -> dict[str, Any]:
         """GET a path and return the decoded envelope; raise a typed error when it fails for good."""
         url = f"{self.base_url}{path}"
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             self.budget.stop.check()
+            self.unreachable.check()  # another request already found the host unreachable
             outcome = self._attempt(url, params, domain)
             if isinstance(outcome, dict):
                 return outcome
+            if isinstance(outcome, Failure):  # the host was never reached
+                if Unreachable.give_up_now(outcome, attempt):
+                    seconds = time.monotonic() - started
+                    hint = "check the Opsgenie URL (--opsgenie-url or --region) and the network or proxy"
+                    raise ApiError(self.unreachable.give_up("Opsgenie", attempt + 1, seconds, outcome.detail, hint))
+                outcome = (None, outcome.detail, None)
             status, detail, wait_hint = outcome
             if status == 429:
                 self.pacers[domain].throttled(wait_hint or 1.0)
@@ -122,22 +134,23 @@ class OpsgenieClient:
 
     def _attempt(
         self, url: str, params: dict[str, Any] | None, domain: str
-    ) -> dict[str, Any] | tuple[int | None, str, float | None]:
-        """One request: the envelope, or (status, detail, wait hint) for a retryable failure.
-        Every failure is sorted by `transport.classify_exception`; a permanent one raises."""
+    ) -> dict[str, Any] | tuple[int | None, str, float | None] | Failure:
+        """One request: the envelope, (status, detail, wait hint) for a retryable failure, or the
+        Failure of a host never reached. Every failure is sorted by `transport.classify_exception`;
+        a permanent one raises."""
         path = url[len(self.base_url) :]
         try:
             with self.in_flight.slot() as slot:
                 self.pacers[domain].acquire()  # paced once the slot is taken: sent when paced
                 slot.sending()
-                response = self._session.get(url, params=params, timeout=self.timeout)
+                response = self._session.get(url, params=params, timeout=timeouts(self.timeout))
                 self._judge(slot, response, domain)
         except REQUEST_FAILURES as exc:
             self.stats.count(domain, None)
-            failure = classify_exception(exc)
+            failure = classify_exception(exc, url)
             if not failure.retryable:
                 raise ApiError(f"Opsgenie GET {path}: {failure.detail}") from None
-            return None, failure.detail, None
+            return failure if failure.unreachable else (None, failure.detail, None)
         self.stats.count(domain, response.status_code)
         if response.status_code == 200:
             envelope, problem = decode_json(response, _is_envelope)

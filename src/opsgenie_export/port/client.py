@@ -24,12 +24,14 @@ from opsgenie_export.errors import ApiError, AuthError
 from opsgenie_export.transport import (
     REQUEST_FAILURES,
     RETRYABLE_STATUSES,
+    Unreachable,
     WaitBudget,
     backoff_delay,
     classify_exception,
     decode_json,
     jittered,
     pooled_session,
+    timeouts,
 )
 
 REFRESH_MARGIN = 300.0  # seconds before expiry
@@ -93,6 +95,7 @@ class PortClient:
         self._token_deadline = 0.0
         self._token_lock = threading.Lock()
         self._session = pooled_session(pool_size, ca_bundle, {})
+        self.unreachable = Unreachable()
         self._window = RateWindow(reserve=2, budget=budget)
         self.in_flight = AdaptiveLimit("port", max_in_flight or pool_size, stop=budget.stop)
 
@@ -138,9 +141,10 @@ class PortClient:
         url = f"{self.base_url}{path}"
         if data is None and json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
-        attempt, refreshed = 0, False
+        attempt, refreshed, started = 0, False, time.monotonic()
         while True:
             self.budget.stop.check()
+            self.unreachable.check()  # another request already found Port unreachable
             headers = {"Content-Type": "application/json"}
             token = None
             if authorised:
@@ -153,7 +157,7 @@ class PortClient:
                         self._window.acquire()
                         slot.sending()
                     response = self._session.request(
-                        method, url, params=params, data=data, headers=headers, timeout=self.timeout
+                        method, url, params=params, data=data, headers=headers, timeout=timeouts(self.timeout)
                     )
                     if response.status_code == 429:
                         slot.throttled()
@@ -161,9 +165,16 @@ class PortClient:
                         slot.failed()
                     slot.room = RateWindow.room_for(self.in_flight.current, response)
             except REQUEST_FAILURES as exc:
-                failure = classify_exception(exc)
+                failure = classify_exception(exc, url)
                 if not failure.retryable:
                     raise ApiError(f"Port {method} {path}: {failure.detail}") from None
+                if failure.unreachable and Unreachable.give_up_now(failure, attempt):
+                    seconds, hint = (
+                        time.monotonic() - started,
+                        "check the Port URL (--port-url) and the network or proxy",
+                    )
+                    message = self.unreachable.give_up("Port", attempt + 1, seconds, failure.detail, hint)
+                    raise ApiError(message) from None
                 detail, wait_hint = failure.detail, None
             else:
                 status = response.status_code
