@@ -151,22 +151,22 @@ def classify_exception(exc: BaseException, url: str = "") -> Failure:
     if isinstance(exc, requests.exceptions.InvalidHeader | UnicodeError):
         return Failure(False, f"the request could not be sent: a header value is not valid ({name}); check credentials")
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | http.client.IncompleteRead):
-        return Failure(True, f"response from {host} cut short ({name})")
+        return Failure(True, f"response cut short ({name}) from {host}")
     if isinstance(exc, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
-        return Failure(True, f"response body from {host} did not decode ({name})")
+        return Failure(True, f"response body did not decode ({name}) from {host}")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Failure(True, f"connection failed: cannot connect to {host} (connect timed out)", unreachable=True)
     if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-        return Failure(True, f"timed out waiting for {host} ({name})")
+        return Failure(True, f"timed out ({name}) waiting for {host}")
     if isinstance(exc, requests.ConnectionError):
         reason = next((why for marker, why in _UNREACHABLE.items() if marker in text), None)
         if reason:
             return Failure(True, f"connection failed: cannot connect to {host} ({reason})", unreachable=True)
     if isinstance(exc, _RETRYABLE_EXCEPTIONS):
-        return Failure(True, f"connection failed: {host} ({name})")
+        return Failure(True, f"connection failed ({name}) with {host}")
     if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
         return Failure(False, f"TLS CA bundle not usable: {str(exc).split(': ')[-1]}")
-    return Failure(False, f"the request to {host} could not be sent ({name})")
+    return Failure(False, f"the request could not be sent ({name}) to {host}")
 
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection (the read timeout is --timeout)
