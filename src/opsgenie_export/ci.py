@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from opsgenie_export.exit_codes import ExitCode
-from opsgenie_export.outcome import RunOutcome, result_word
+from opsgenie_export.outcome import RunOutcome, result_word, unaccounted_items
 from opsgenie_export.report import RESOURCE_COLUMNS, WARNING_BUCKETS, failure_lines, printable, redact, with_warnings
 
 MAX_ERRORS = 10  # GitHub shows 10 error and 10 warning annotations per step; Azure keeps as many
@@ -74,6 +74,8 @@ def issues(outcome: RunOutcome) -> list[Issue]:
 def _error_issues(outcome: RunOutcome) -> Iterator[Issue]:
     if outcome.fatal is not None:
         yield Issue("error", "opsgenie-export stopped", str(outcome.fatal))
+    for problem in unaccounted_items(outcome):
+        yield Issue("error", "opsgenie-export: accounting does not add up (a bug)", problem)
     for stats in outcome.resources:
         if stats.status in ("failed", "truncated"):
             yield Issue("error", f"{stats.label} {stats.status}", stats.reason or stats.status)

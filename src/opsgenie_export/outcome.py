@@ -16,6 +16,13 @@ from opsgenie_export.errors import AuthError, ConfigError, ExportError, Interrup
 from opsgenie_export.exit_codes import ExitCode
 
 MAX_SAMPLES = 20  # failure messages kept per resource/blueprint; counts are always complete
+
+# Every bucket a fetched item can end in: `fetched` is their sum, per resource. A new bucket is one
+# more name here; `exit_code_for` checks the sum on every run.
+RESOURCE_BUCKETS = ("filtered", "upserted", "unchanged", "failed", "skipped", "merged")
+# Every outcome of an entity handed to Port (or found unchanged there): a blueprint's `entities`
+# is their sum. Deletions are counted apart (deleted, delete_failed).
+BLUEPRINT_BUCKETS = ("upserted", "unchanged", "failed")
 WARNING_SAMPLES = 5  # item ids / identifiers named in one warning line
 
 
@@ -63,7 +70,7 @@ class ResourceStats(_Tally):
 
     @property
     def settled(self) -> int:
-        return self.filtered + self.upserted + self.unchanged + self.failed + self.skipped + self.merged
+        return sum(getattr(self, bucket) for bucket in RESOURCE_BUCKETS)
 
     def sample(self, bucket: str, text: str) -> None:
         """Remember one item id or identifier for the warning of `bucket` (skipped or merged)."""
@@ -96,10 +103,12 @@ class BlueprintStats(_Tally):
     blueprint: str
     upserted: int = 0
     unchanged: int = 0
-    failed: int = 0
+    failed: int = 0  # writes
+    entities: int = 0  # entities handed to the writer (or found unchanged): the sum of BLUEPRINT_BUCKETS
     existing: int = 0
     stale: int = 0
     deleted: int = 0
+    delete_failed: int = 0
     deletion: str = "not run"  # done | skipped: <reason> | off | dry-run | not run
     errors: list[str] = field(default_factory=list)
 
@@ -153,11 +162,35 @@ class RunOutcome:
             **({"incidentLinks": self.links} if self.links else {}),
             **({"plan": self.plan} if self.plan else {}),
             **({"blueprintsToCreate": self.blueprints_to_create} if self.dry_run else {}),
+            **({"unaccounted": unaccounted} if (unaccounted := unaccounted_items(self)) else {}),
         }
 
 
 def _public(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def unaccounted_items(outcome: RunOutcome) -> list[str]:
+    """Where the accounting does not add up — a bug, never a normal outcome: every fetched item
+    must sit in exactly one of RESOURCE_BUCKETS, every entity handed to Port in one of
+    BLUEPRINT_BUCKETS. The exit-code function checks it on every run as a safety net."""
+    problems = []
+    for stats in outcome.resources:
+        if stats.settled != stats.fetched:
+            held = ", ".join(f"{bucket} {getattr(stats, bucket)}" for bucket in RESOURCE_BUCKETS)
+            problems.append(
+                f"{stats.label}: fetched {stats.fetched} items but the buckets hold {stats.settled} ({held}); "
+                f"{stats.fetched - stats.settled} unaccounted"
+            )
+    for blueprint in outcome.blueprints.values():
+        settled = sum(getattr(blueprint, bucket) for bucket in BLUEPRINT_BUCKETS)
+        if settled != blueprint.entities:
+            held = ", ".join(f"{bucket} {getattr(blueprint, bucket)}" for bucket in BLUEPRINT_BUCKETS)
+            problems.append(
+                f"{blueprint.blueprint}: {blueprint.entities} entities handed to Port but the buckets hold "
+                f"{settled} ({held}); {blueprint.entities - settled} unaccounted"
+            )
+    return problems
 
 
 def exit_code_for(outcome: RunOutcome) -> ExitCode:
@@ -169,11 +202,11 @@ def exit_code_for(outcome: RunOutcome) -> ExitCode:
         return ExitCode.CONFIG
     if isinstance(fatal, AuthError):
         return ExitCode.AUTH
-    if fatal is not None:
+    if fatal is not None or unaccounted_items(outcome):
         return ExitCode.PARTIAL
     if any(r.status != "ok" or r.failed for r in outcome.resources):
         return ExitCode.PARTIAL
-    if any(b.failed for b in outcome.blueprints.values()):
+    if any(b.failed or b.delete_failed for b in outcome.blueprints.values()):
         return ExitCode.PARTIAL
     if not outcome.no_delete and any(b.deletion_skipped for b in outcome.blueprints.values()):
         return ExitCode.PARTIAL

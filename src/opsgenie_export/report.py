@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from opsgenie_export.outcome import ResourceStats, RunOutcome, result_word
+from opsgenie_export.outcome import ResourceStats, RunOutcome, result_word, unaccounted_items
 from opsgenie_export.sync import Events
 
 RESOURCE_COLUMNS = ("fetched", "filtered", "upserted", "unchanged", "failed")
@@ -318,6 +318,8 @@ def failure_lines(outcome: RunOutcome, limit: int = 10) -> list[str]:
     lines = []
     if outcome.fatal:
         lines.append(f"error: {outcome.fatal}")
+    for problem in unaccounted_items(outcome):
+        lines.append(f"error: accounting does not add up (a bug; please report it): {problem}")
     for stats in outcome.resources:
         if stats.status not in ("ok", "pending"):
             lines.append(f"{stats.label}: {stats.status}: {stats.reason}")

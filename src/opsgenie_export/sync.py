@@ -112,6 +112,7 @@ def run_sync(
             events.message("info", "blueprints", f"created blueprints: {', '.join(created) or 'none missing'}")
         run.prepare_states()
         run.preflight(settings, in_port)  # exit 2 on a blueprint or field Port lacks, before any source request
+        run.prepare_chosen_states()  # blueprints chosen by JQ: reconciled and skip-unchanged like literal ones
         learned = source.learn_rate_limits()
         if learned:
             events.message("debug", "rate_limits", f"pacing {source.title} domains {', '.join(sorted(learned))}")
@@ -285,6 +286,7 @@ class _Run:
     port_state: dict[str, Future[None]] | None = None  # the background reads of Port's state
     in_port: dict[str, dict[str, Any]] = field(default_factory=dict)  # Port's blueprint definitions
     mapped: MappedItems | None = None  # what each item mapped to last run (skips unchanged ones)
+    chosen: dict[int, set[str]] = field(default_factory=dict)  # resource whose blueprint is JQ → its blueprints
     # enableMergeEntity: (resource, blueprint, identifier) → the entity written once at the end
     held: dict[tuple[int, str, str], _Held] = field(default_factory=dict)  # of a resource listed whole
     repeats: dict[tuple[int, str, str], _Held] = field(default_factory=dict)  # of streamed resources
@@ -331,6 +333,38 @@ class _Run:
                 "lists them all)"
             )
 
+    def prepare_chosen_states(self) -> None:
+        """A resource whose blueprint is a JQ expression writes the blueprints its string literals
+        name (`if .priority == "P1" then "opsGenieCriticalAlert" else "opsGenieAlert" end`) that
+        exist in Port: each gets its state now, so it is read, compared (skip-unchanged) and
+        reconciled like a literal one — even when no item chooses it any more. A blueprint an
+        item chooses beyond those is read when it first appears (`_discover`)."""
+        known = set(self.in_port) | set(self.outcome.blueprints_to_create)
+        for resource, compiled in zip(self.config.resources, self.compiled, strict=True):
+            if compiled.blueprints_static() or "blueprint" not in compiled.fields:
+                continue
+            self.chosen[resource.index] = set()
+            for blueprint in sorted(compiled.blueprint_literals() & known):
+                self._add_fieldset(resource, blueprint)
+
+    def _add_fieldset(self, resource: ResourceConfig, blueprint: str) -> BlueprintState:
+        state = self.states.setdefault(blueprint, BlueprintState(blueprint, []))
+        if (resource.index, blueprint) not in self.fieldset_index:
+            self.fieldset_index[(resource.index, blueprint)] = len(state.fieldsets)
+            state.fieldsets.append(FieldSet.for_mapping(resource.port.entity))
+        self.chosen.setdefault(resource.index, set()).add(blueprint)
+        self.outcome.blueprint(blueprint)
+        return state
+
+    def _discover(self, resource_index: int, blueprint: str) -> None:
+        """An item chose a blueprint no literal named: read its state now (once), before writing."""
+        resource = next(r for r in self.config.resources if r.index == resource_index)
+        self._add_fieldset(resource, blueprint)
+        self.load_blueprint_state(blueprint)
+        stats = next((r for r in self.outcome.resources if r.index == resource_index), None)
+        if stats is not None and blueprint not in stats.blueprints:
+            stats.blueprints = sorted({*stats.blueprints, blueprint})
+
     def load_blueprint_state(self, blueprint: str) -> None:
         """One blueprint's paged search, and its relation targets from definitions. Runs in the
         background, several blueprints at once, while the source is read; `port_state_ready` waits."""
@@ -364,7 +398,10 @@ class _Run:
     # -- during: every resource ----------------------------------------------------------------
     def all_resources(self) -> None:
         pairs = list(zip(self.config.resources, self.compiled, strict=True))
-        self.outcome.resources = [ResourceStats(r.index, r.kind, sorted(c.blueprints_static())) for r, c in pairs]
+        self.outcome.resources = [
+            ResourceStats(r.index, r.kind, sorted(c.blueprints_static() | self.chosen.get(r.index, set())))
+            for r, c in pairs
+        ]
         for (resource, compiled), stats in zip(pairs, self.outcome.resources, strict=True):
             self.stop.check()
             self.events.resource_started(stats)
@@ -491,6 +528,9 @@ class _Run:
         """Write one entity unless Port already holds it; a repeat (its identifier was written
         earlier in this run) is always written. Returns the fingerprint it was judged by."""
         sink = self.sink
+        if blueprint not in self.states and resource_index in self.chosen:
+            self._discover(resource_index, blueprint)
+        self.outcome.blueprint(blueprint).add("entities")
         self._remember(resource_index, blueprint, body)
         verdict, fingerprint = ("update", None) if repeat else self._verdict(resource_index, blueprint, body)
         self._record_plan(blueprint, verdict, body)
@@ -578,6 +618,7 @@ class _Run:
         """The run stopped: held entities are not written, and their items count as failed."""
         for entry in [*self.held.values(), *self.repeats.values()]:
             message = f"{entry.blueprint} {entry.body.get('identifier')}: not written: the run stopped ({cause})"
+            self.outcome.blueprint(entry.blueprint).add("entities")
             self.outcome.blueprint(entry.blueprint).add("failed", error=message)
             entry.ticket.settle(message)
         self.held.clear()
@@ -633,7 +674,7 @@ class _Run:
 
     # -- after: reconciliation -------------------------------------------------------------------
     def reconcile(self) -> None:
-        for blueprint, state in self.states.items():
+        for blueprint, state in list(self.states.items()):
             self.stop.check()
             stats = self.outcome.blueprint(blueprint)
             if not state.found and blueprint in self.outcome.blueprints_to_create:
@@ -667,12 +708,18 @@ class _Run:
                     self.port, plan, stats, delete_dependents=self.config.delete_dependent_entities, stop=self.stop
                 )
                 stats.deletion = "done"
+        for stats in self.outcome.blueprints.values():  # never a silent "not run" on a finished run
+            if stats.deletion == "not run":
+                stats.deletion = "skipped: not reconciled: Port's entities of this blueprint were not read in this run"
         if self.options.dry_run:
             self.outcome.plan = self.plan
 
     def _deletion_blockers(self, blueprint: str) -> list[str]:
         """Why this blueprint's stale entities cannot be trusted to be gone upstream."""
         blockers = []
+        failed_writes = self.outcome.blueprint(blueprint).failed
+        if failed_writes:
+            blockers.append(f"{failed_writes} writes to {blueprint} failed in this run")
         feeding = [r for r in self.outcome.resources if blueprint in r.blueprints]
         for stats in feeding:
             if stats.status != "ok":

@@ -56,6 +56,9 @@ def jq_compile_message(error: Exception) -> str:
 # --------------------------------------------------------------------------- one expression
 
 
+_STRING_LITERAL = re.compile(r'"([A-Za-z0-9_@.\-]+)"')
+
+
 @dataclass(frozen=True)
 class Expression:
     """One compiled JQ expression. `path` is set for plain paths, `constant` for literals."""
@@ -244,6 +247,14 @@ class CompiledResource:
     def referenced_keys(self) -> frozenset[str]:
         """Enrichment keys (`__team`, `__relatedIncident`, …) any expression mentions."""
         return frozenset(key for expr in self.expressions() for key in KEY_PATTERN.findall(expr.text))
+
+    def blueprint_literals(self) -> set[str]:
+        """The string literals of a JQ blueprint expression (`if … then "a" else "b" end`): the
+        blueprints it can choose, once checked against those that exist. Empty for a literal."""
+        blueprint = self.fields.get("blueprint")
+        if blueprint is None or blueprint.constant is not None:
+            return set()
+        return {match.group(1) for match in _STRING_LITERAL.finditer(blueprint.text.replace("'", '"'))}
 
     def blueprints_static(self) -> set[str]:
         blueprint = self.fields.get("blueprint")

@@ -78,7 +78,7 @@ def _count_confirmed(blueprint: str, sent: list[str], confirmed: list[str], stat
     stats.add("deleted", sum(1 for identifier in sent if identifier in done))
     for identifier in sent:
         if identifier not in done:
-            stats.add("failed", error=f"{blueprint} {identifier}: delete not confirmed by Port")
+            stats.add("delete_failed", error=f"{blueprint} {identifier}: delete not confirmed by Port")
 
 
 def _delete_one_by_one(
@@ -99,6 +99,6 @@ def _delete_one_by_one(
             if exc.status == 404:  # already gone (a retried delete whose first answer was lost)
                 stats.add("deleted")
                 continue
-            stats.add("failed", error=f"{blueprint} {identifier}: delete failed: {exc}")
+            stats.add("delete_failed", error=f"{blueprint} {identifier}: delete failed: {exc}")
             continue
         _count_confirmed(blueprint, [identifier], confirmed, stats)
