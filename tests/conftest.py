@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
+from dotenv import dotenv_values
 from typer.testing import CliRunner
 
 from opsgenie_export.cli import app
@@ -136,8 +141,68 @@ def generated_sandbox() -> Iterator[Sandbox]:
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> CliResult:
-    result = CliRunner().invoke(app, args, env=env or {}, catch_exceptions=False)
-    return CliResult(result.exit_code, result.stdout, result.stderr)
+    """The real CLI, in process. Every run is checked for leaked secrets (`assert_no_secret_leak`):
+    a test that runs the CLI through here gets that check for free."""
+    env = env or {}
+    result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+    outcome = CliResult(result.exit_code, result.stdout, result.stderr)
+    assert_no_secret_leak(outcome.stdout, outcome.stderr, args=args, env=env)
+    return outcome
+
+
+# -- no secret in any output, in any form -------------------------------------------------------------
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|API_KEY|PASSWORD)$")
+SECRET_OPTIONS = ("--opsgenie-token", "--port-client-secret")
+KNOWN_SECRETS = (OPSGENIE_KEY, PORT_SECRET, ATLASSIAN_TOKEN)
+CLIENT_IDS = (PORT_ID, ATLASSIAN_EMAIL)
+
+
+def assert_no_secret_leak(*texts: str, args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+    """No form of any secret of this run — the known test credentials, every credential-like
+    variable of `env`, the process environment and the .env file, secret options in `args` — in
+    the given texts (stdout, stderr: text and JSON logs, annotations) nor in the files the run
+    wrote: the --summary-json file and GitHub's step summary and output files. Forms: raw, repr-
+    and JSON-escaped, URL-encoded, base64 alone and as Basic auth `id:secret` for any id."""
+    args, env = list(args or ()), dict(env or {})
+    merged = {**_dotenv(args), **os.environ, **env}
+    secrets = {*KNOWN_SECRETS, *(v for k, v in merged.items() if SECRET_NAME.search(k))}
+    secrets.update(args[i + 1] for i, arg in enumerate(args[:-1]) if arg in SECRET_OPTIONS)
+    files = [_option(args, "--summary-json"), merged.get("GITHUB_STEP_SUMMARY"), merged.get("GITHUB_OUTPUT")]
+    written = [Path(f).read_text(errors="replace") for f in files if f and f != "-" and Path(f).is_file()]
+    haystack = "\n".join([*texts, *written])
+    for secret in secrets:
+        for form in secret_forms(secret, [*CLIENT_IDS, merged.get("PORT_CLIENT_ID", "")]):
+            assert form not in haystack, f"a form of a secret leaked: {form!r}"
+
+
+def secret_forms(secret: str, ids: list[str]) -> set[str]:
+    """Every form checked for one secret (and each whitespace-separated part of it, for values
+    with inner whitespace); forms shorter than 8 characters are not distinctive enough."""
+    parts = {secret.strip(), *secret.split()} - {""}
+    forms: set[str] = set()
+    for part in parts:
+        forms |= {part, repr(part)[1:-1], json.dumps(part)[1:-1], quote(part, safe=""), quote_plus(part)}
+        forms.add(base64.b64encode(part.encode()).decode().rstrip("="))
+        for user in [*ids, "", "a", "ab"]:
+            encoded = base64.b64encode(f"{user}:{part}".encode()).decode()
+            start = len(base64.b64encode(f"{user}:".encode()).decode().rstrip("=")) + 2
+            forms.add(encoded[start : len(encoded) - 4])  # the part of it that only the secret decides
+    return {form for form in forms if len(form) >= 8}
+
+
+def _option(args: list[str], name: str) -> str | None:
+    found = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith(f"{name}="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _dotenv(args: list[str]) -> dict[str, str]:
+    path = Path(_option(args, "--env-file") or ".env")
+    return {k: v for k, v in dotenv_values(path).items() if v} if path.is_file() else {}
 
 
 def default_mapping_with(path: Path, *replacements: tuple[str, str]) -> Path:

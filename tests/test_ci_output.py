@@ -58,7 +58,7 @@ def resource(index: int, kind: str, **counts: int) -> ResourceStats:
 
 def success() -> RunOutcome:
     alerts = resource(0, "alert", fetched=5, upserted=4, unchanged=1)
-    blueprint = BlueprintStats("opsgenieAlert", upserted=4, unchanged=1, deletion="done")
+    blueprint = BlueprintStats("opsgenieAlert", upserted=4, unchanged=1, entities=5, deletion="done")
     return RunOutcome(resources=[alerts], blueprints={"opsgenieAlert": blueprint}, seconds=1.5)
 
 
@@ -69,7 +69,7 @@ def with_warnings(*, strict: bool = False) -> RunOutcome:
     )
     teams.sample("skipped", "sched-9 (identifier null)")
     teams.sample("merged", f"team-1{PWNED}")
-    blueprint = BlueprintStats("opsgenieTeam", upserted=2, deletion="done")
+    blueprint = BlueprintStats("opsgenieTeam", upserted=2, entities=2, deletion="done")
     return RunOutcome(resources=[teams], blueprints={"opsgenieTeam": blueprint}, seconds=1.0, strict=strict)
 
 
@@ -79,14 +79,16 @@ def partial() -> RunOutcome:
     for text in HOSTILE:
         alerts.add("failed", error=f"alert {text}: mapping failed")
     incidents = ResourceStats(1, "incident", ["opsgenieIncident"], status="failed", reason=f"fetch failed: {VSO}")
-    alert_bp = BlueprintStats("opsgenieAlert", upserted=2, failed=4, deletion="done")
-    service_bp = BlueprintStats("opsgenieService", upserted=3, deletion=f"skipped: {PERCENT} of {PIPE} stale")
+    alert_bp = BlueprintStats("opsgenieAlert", upserted=2, failed=4, entities=6, deletion="done")
+    service_bp = BlueprintStats(
+        "opsgenieService", upserted=3, entities=3, deletion=f"skipped: {PERCENT} of {PIPE} stale"
+    )
     blueprints = {"opsgenieAlert": alert_bp, "opsgenieService": service_bp}
     return RunOutcome(resources=[alerts, incidents], blueprints=blueprints, seconds=2.0)
 
 
 def failure() -> RunOutcome:
-    alerts = resource(0, "alert", fetched=1)
+    alerts = resource(0, "alert")  # stopped before its first page
     alerts.status, alerts.reason = "failed", "run stopped"
     return RunOutcome(resources=[alerts], fatal=AuthError(f"Port refused the credentials {PWNED}"))
 
@@ -94,7 +96,7 @@ def failure() -> RunOutcome:
 def many_failures() -> RunOutcome:
     resources = []
     for index in range(3):
-        stats = resource(index, "alert", fetched=100)
+        stats = resource(index, "alert", fetched=30)
         for item in range(30):
             stats.add("failed", error=f"alert {index}-{item}: {VSO}")
         resources.append(stats)

@@ -96,7 +96,7 @@ def test_exit_2_for_bad_configuration(seed_sandbox: Sandbox, drop: str | None, e
 
 
 @pytest.mark.parametrize("drop", ["PORT_CLIENT_SECRET", None], ids=["missing-secret", "bad-mapping"])
-def test_config_error_is_one_json_record_with_log_format_json(
+def test_config_error_is_a_config_error_and_a_run_done_record_with_log_format_json(
     seed_sandbox: Sandbox, tmp_path: Path, drop: str | None
 ) -> None:
     env = {k: v for k, v in seed_sandbox.env.items() if k != drop}
@@ -105,9 +105,10 @@ def test_config_error_is_one_json_record_with_log_format_json(
         args[2] = _mapping(tmp_path, BAD_MAPPINGS["bad-jq"][0])
     result = run_cli(args, env)
     assert result.exit_code == 2, result.output
-    [line] = result.stderr.strip().splitlines()
-    record = json.loads(line)
+    record, done = (json.loads(line) for line in result.stderr.strip().splitlines())  # nothing else
     assert record["level"] == "error" and record["event"] == "config_error" and record["exitCode"] == 2
+    assert (done["event"], done["result"], done["exitCode"]) == ("run_done", "failed", 2)
+    assert done["fatal"] == record["message"]
     assert (drop or BAD_MAPPINGS["bad-jq"][1]) in record["message"]
     assert seed_sandbox.port.count() == 0 and seed_sandbox.opsgenie.count() == 0
     _assert_no_secret(result.output)

@@ -32,7 +32,7 @@ def test_ocean_names_are_accepted() -> None:
         "OCEAN__INTEGRATION__CONFIG__API_TOKEN": "tok-abcdef",
         "OCEAN__INTEGRATION__CONFIG__API_URL": "https://api.eu.opsgenie.com/",
         "OCEAN__PORT__CLIENT_ID": "cid",
-        "OCEAN__PORT__CLIENT_SECRET": "csecret",
+        "OCEAN__PORT__CLIENT_SECRET": "csecret-42",
         "OCEAN__PORT__BASE_URL": "https://api.us.getport.io",
         "OCEAN__INITIALIZE_PORT_RESOURCES": "true",
     }

@@ -8,18 +8,22 @@ kinds or entities, truncation, skipped deletion; warnings with --strict) ·
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
+import traceback
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand
 
 from opsgenie_export import __version__
 from opsgenie_export.ci import publish
-from opsgenie_export.errors import AuthError, ConfigError, ExportError
+from opsgenie_export.errors import AuthError, ConfigError, ExportError, InternalError
 from opsgenie_export.exit_codes import ExitCode
 from opsgenie_export.junit import write_junit_xml
 from opsgenie_export.mapping import compile_mapping, load_blueprints, load_mapping, validate_mapping_file
@@ -38,7 +42,7 @@ from opsgenie_export.report import (
     safe_json,
     write_summary_json,
 )
-from opsgenie_export.settings import Options, Settings, resolve
+from opsgenie_export.settings import Options, Settings, known_secrets, resolve
 from opsgenie_export.sync import Events, RunOptions, resource_query, run_sync
 from opsgenie_export.transport import StopSignal, WaitBudget, log_requests
 
@@ -81,9 +85,14 @@ RegionOpt = Annotated[
 LogFormatOpt = Annotated[Format, typer.Option(case_sensitive=False, help="Progress and logs on stderr.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary, warnings and errors.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")]
+DEBUG_ENV = "OPSGENIE_EXPORT_DEBUG"
 DebugOpt = Annotated[
     bool,
-    typer.Option("--debug", help="Also log every HTTP request (method, URL, status, time; secrets masked)."),
+    typer.Option(
+        "--debug",
+        help="Also log every HTTP request (method, URL, status, time; secrets masked), and the traceback of an "
+        f"internal error (also {DEBUG_ENV}=1).",
+    ),
 ]
 CaBundleOpt = Annotated[
     Path | None, typer.Option(help="CA bundle (PEM) for private certificate authorities (env REQUESTS_CA_BUNDLE).")
@@ -96,6 +105,148 @@ MappingOpt = Annotated[
 BlueprintsOpt = Annotated[
     Path | None, typer.Option("--blueprints", help="Folder of blueprint JSON files (default ./blueprints).")
 ]
+
+
+class ReportingCommand(TyperCommand):
+    """A command whose usage errors (unknown option, bad value) leave the same artifacts as any
+    other outcome: with `--log-format json` a `config_error` and a `run_done` record instead of
+    plain text, with `--output json` a JSON error object on stdout, and the `--summary-json` file —
+    read from the raw arguments, since parsing them is what failed."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        raw = list(args)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:  # click's UsageError, BadParameter, NoSuchOption…
+            if getattr(exc, "exit_code", None) == int(ExitCode.CONFIG) and _report_usage_error(exc, raw):
+                raise typer.Exit(int(ExitCode.CONFIG)) from None
+            raise
+
+
+def _report_usage_error(exc: typer.TyperException, raw: list[str]) -> bool:
+    """Artifacts of a usage error; True when its JSON records replace click's plain text."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    summary = _raw_option(raw, "--summary-json")
+    junit = _raw_option(raw, "--junit-xml")
+    json_log = (_raw_option(raw, "--log-format") or "").lower() == "json"
+    _report_early(
+        ConfigError(f"usage: {message} (see --help)"),
+        secrets=known_secrets(),
+        color=False,
+        summary_json=Path(summary) if summary and _summary_path_problem(Path(summary)) is None else None,
+        junit_xml=Path(junit) if junit else None,
+        log_format="json" if json_log else "none",
+        output=(_raw_option(raw, "--output") or "text").lower(),
+        debug=False,
+        exit_now=False,
+    )
+    return json_log
+
+
+def _raw_option(raw: Sequence[str], name: str) -> str | None:
+    """The last value of `name` in raw arguments (`--name value` or `--name=value`)."""
+    found = None
+    for position, argument in enumerate(raw):
+        if argument == name and position + 1 < len(raw):
+            found = raw[position + 1]
+        elif argument.startswith(f"{name}="):
+            found = argument.split("=", 1)[1]
+    return found
+
+
+def _reports_internal_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """An exception the code did not anticipate (a bug) ends the command with one line,
+    `internal error: <type>: <message>` (redacted), exit 1 and the command's usual artifacts;
+    the traceback only with --debug or OPSGENIE_EXPORT_DEBUG=1, redacted as well."""
+
+    @functools.wraps(command)
+    def guarded(**params: Any) -> None:
+        try:
+            command(**params)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:
+            summary = params.get("summary_json")
+            _report_early(
+                InternalError(exc),
+                secrets=known_secrets(params.get("opsgenie_token"), params.get("port_client_secret")),
+                color=not params.get("no_color") and not os.environ.get("NO_COLOR"),
+                summary_json=summary if summary and _summary_path_problem(summary) is None else None,
+                junit_xml=params.get("junit_xml"),
+                log_format=str(params.get("log_format") or "text"),
+                output=str(params.get("output") or "text"),
+                debug=bool(params.get("debug")),
+            )
+
+    return guarded
+
+
+def _debugging(flag: bool) -> bool:
+    return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _print_traceback(error: BaseException | None, debug: bool, secrets: tuple[str, ...]) -> None:
+    """With --debug, the traceback of an internal error (masked) on stderr."""
+    if not isinstance(error, InternalError) or not _debugging(debug):
+        return
+    cause = error.cause
+    text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    redacting(sys.stderr, secrets).write(text)
+
+
+def _report_early(
+    fatal: ExportError,
+    *,
+    secrets: tuple[str, ...],
+    color: bool,
+    summary_json: Path | None,
+    junit_xml: Path | None,
+    log_format: str,
+    output: str,
+    debug: bool,
+    exit_now: bool = True,
+) -> None:
+    """A command that stopped before or outside a run (configuration or usage error, internal
+    error) reports like a run: one error line (or `config_error` + `run_done` JSON records), the
+    JSON error object on stdout with --output json, the summary file, JUnit report and CI
+    annotations."""
+    outcome = RunOutcome(fatal=fatal)
+    code = int(outcome.exit_code)
+    stderr = redacting(sys.stderr, secrets)
+    console = make_console(stderr, color=color)
+    if log_format == "json":
+        events = JsonEvents(stderr)
+        event = "config_error" if isinstance(fatal, ConfigError) else "error"
+        events.message("error", event, str(fatal), exitCode=code)
+        events.summary(outcome)
+    elif log_format != "none":
+        line = str(fatal) if isinstance(fatal, InternalError) else f"error: {fatal}"
+        console.print(line, markup=False, style="red")
+    _print_traceback(fatal, debug, secrets)
+    summary = redact(safe_json(outcome.to_dict(), indent=2), secrets) + "\n"
+    if output == "json" or summary_json == Path("-"):
+        sys.stdout.write(summary)
+    elif summary_json:
+        write_summary_json(outcome, summary_json, secrets)
+    _write_junit(outcome.to_dict(), junit_xml, secrets, console)
+    publish(outcome, os.environ, redacting(sys.stderr if output == "json" else sys.stdout, secrets), secrets=secrets)
+    if exit_now:
+        raise typer.Exit(code)
+
+
+def _summary_path_problem(path: Path) -> str | None:
+    """Why the summary file could not be written there (checked before the run), or None."""
+    if path == Path("-"):
+        return None
+    if path.is_dir():
+        return f"--summary-json {path}: is a directory; give a file path such as {path / 'summary.json'}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"--summary-json {path}: cannot create its folder ({exc.strerror or exc})"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"--summary-json {path}: not writable"
+    return None
 
 
 def _version(value: bool) -> None:
@@ -113,7 +264,8 @@ def main_callback(
     """Mirror an Opsgenie account into Port's software catalog in one run."""
 
 
-@app.command()
+@app.command(cls=ReportingCommand)
+@_reports_internal_errors
 def sync(
     mapping: MappingOpt = None,
     blueprints: BlueprintsOpt = None,
@@ -189,8 +341,6 @@ def sync(
     debug: DebugOpt = False,
 ) -> None:
     """Fetch every kind the mapping names, map it with JQ and upsert it into Port."""
-    if summary_json == Path("-") and output == "json":
-        raise typer.BadParameter("'-' (stdout) cannot be used with --output json, which already writes there")
     options = Options(
         opsgenie_token=opsgenie_token,
         opsgenie_url=opsgenie_url,
@@ -208,20 +358,25 @@ def sync(
         no_cache=no_cache,
     )
     color = not no_color and not os.environ.get("NO_COLOR")
-    secrets = tuple(secret for secret in (opsgenie_token, port_client_secret) if secret)
+    secrets = known_secrets(opsgenie_token, port_client_secret)
     console = make_console(redacting(sys.stderr, secrets), color=color)
+    summary_problem = _summary_path_problem(summary_json) if summary_json else None
     try:
+        if summary_json == Path("-") and output == "json":
+            raise ConfigError(
+                "--summary-json '-' (stdout) cannot be used with --output json, which already writes there"
+            )
+        if summary_problem:
+            raise ConfigError(summary_problem)
         settings = resolve(options)
         secrets = settings.secrets
         console = make_console(redacting(sys.stderr, secrets), color=color)
         config, compiled, blueprint_files = _prepare(settings)
-    except ConfigError as exc:
-        _write_junit(RunOutcome(fatal=exc).to_dict(), junit_xml, secrets, console)
-        if log_format == "json":  # a pipeline reading JSON records gets this one as a record too
-            record = {"exitCode": int(ExitCode.CONFIG)}
-            JsonEvents(redacting(sys.stderr, secrets)).message("error", "config_error", str(exc), **record)
-            raise typer.Exit(int(ExitCode.CONFIG)) from None
-        _fail(console, exc, ExitCode.CONFIG)
+    except ConfigError as exc:  # the same artifacts as a run: error line or records, JSON object, files
+        report = {"color": color, "log_format": str(log_format), "output": str(output), "debug": debug}
+        usable = None if summary_problem or (summary_json == Path("-") and output == "json") else summary_json
+        _report_early(exc, secrets=secrets, summary_json=usable, junit_xml=junit_xml, **report)
+        return
     run_options = RunOptions(
         workers=workers,
         max_wait=max_wait,
@@ -249,10 +404,11 @@ def sync(
         )
     finally:
         log_requests(None)
-    _finish(outcome, console, settings, summary_json, events, output, junit_xml)
+    _finish(outcome, console, settings, summary_json, events, output, junit_xml, debug)
 
 
-@app.command()
+@app.command(cls=ReportingCommand)
+@_reports_internal_errors
 def validate(
     mapping: MappingOpt = None,
     blueprints: BlueprintsOpt = None,
@@ -265,6 +421,7 @@ def validate(
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
     no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Check a mapping: YAML, kinds, JQ, filters, and properties/relations against the blueprints
     of the blueprints folder (offline) or of Port (--from-port)."""
@@ -375,16 +532,21 @@ def _finish(
     events: Events | None = None,
     output: str = "text",
     junit_xml: Path | None = None,
+    debug: bool = False,
 ) -> None:
+    if summary_json and summary_json != Path("-"):  # first: if it fails after all, what follows says so
+        try:
+            write_summary_json(outcome, summary_json, settings.secrets)
+        except OSError as exc:
+            outcome.fatal = outcome.fatal or ExportError(f"--summary-json {summary_json}: could not be written ({exc})")
     render_end(outcome, console, events)
+    _print_traceback(outcome.fatal, debug, settings.secrets)
     if output == "json":
         sys.stdout.write(redact(safe_json(outcome.to_dict(), indent=2), settings.secrets) + "\n")
     elif outcome.dry_run:
         render_plan(outcome, make_console(redacting(sys.stdout, settings.secrets), color=False))
     if summary_json == Path("-"):
         sys.stdout.write(redact(safe_json(outcome.to_dict(), indent=2), settings.secrets) + "\n")
-    elif summary_json:
-        write_summary_json(outcome, summary_json, settings.secrets)
     junit_written = _write_junit(outcome.to_dict(), junit_xml, settings.secrets, console)
     # With --output json stdout is data: workflow commands go to stderr, which both runners also read.
     annotations = sys.stderr if output == "json" else sys.stdout
@@ -405,7 +567,7 @@ def _write_junit(summary: dict[str, Any], path: Path | None, secrets: tuple[str,
     return True
 
 
-def _fail(console: Any, error: ExportError, code: ExitCode) -> None:
+def _fail(console: Any, error: ExportError, code: ExitCode) -> NoReturn:
     console.print(f"error: {error}", markup=False, style="red")
     raise typer.Exit(int(code))
 
@@ -463,7 +625,8 @@ def sandbox(
             signal.signal(signum, handler)
 
 
-@app.command()
+@app.command(cls=ReportingCommand)
+@_reports_internal_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from opsgenie_export import redaction
 from opsgenie_export.outcome import ResourceStats, RunOutcome, result_word, unaccounted_items
 from opsgenie_export.sync import Events
 
@@ -412,11 +413,9 @@ def write_summary_json(outcome: RunOutcome, path: Path, secrets: tuple[str, ...]
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace every secret value with a mask: the last line of defence for any output."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "****")
-    return text
+    """Replace every form of every secret with a mask (see `redaction`): the last line of defence
+    for any output."""
+    return redaction.redact(text, secrets)
 
 
 class RedactingStream:

@@ -40,7 +40,15 @@ from opsgenie_export.mapping import compile_mapping, load_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
 from opsgenie_export.port.client import PortClient
 from opsgenie_export.report import redact, safe_json
-from opsgenie_export.settings import Options, Settings, load_environment, require_credentials, resolve
+from opsgenie_export.settings import (
+    MIN_SECRET_LENGTH,
+    Options,
+    Settings,
+    known_secrets,
+    load_environment,
+    require_credentials,
+    resolve,
+)
 from opsgenie_export.transport import StopSignal, WaitBudget, log_requests
 from opsgenie_export.webhook import (
     AlertMapper,
@@ -347,7 +355,14 @@ def build_service(
 
 
 def webhook_secret(options: Options) -> str:
-    value = load_environment(options).get(SECRET_NAME, ("", ""))[0]
+    value = load_environment(options).get(SECRET_NAME, ("", ""))[0].strip()
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ConfigError(f"{SECRET_NAME} holds whitespace or a control character inside it; set the secret only")
+    if value and len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{SECRET_NAME} is {len(value)} characters long: too short to be safe (or kept out of logs); "
+            "use a long random value"
+        )
     if not value:
         raise ConfigError(
             f"missing webhook secret: set {SECRET_NAME} (environment or .env). The server refuses to run "
@@ -376,7 +391,7 @@ def resolve_serve_settings(options: Options, mode: str) -> Settings:
 def serve_command(options: Options, config: ServeConfig, stderr: IO[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; the exit code. `config.secret` is filled from the environment."""
     stream = stderr or sys.stderr
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = known_secrets()
 
     def log(line: str, level: str | None = None) -> None:
         level = level or log_level(line)
@@ -395,7 +410,7 @@ def serve_command(options: Options, config: ServeConfig, stderr: IO[str] | None 
     try:
         config.secret = webhook_secret(options)
         settings = resolve_serve_settings(options, config.mode)
-        secrets = (*settings.secrets, config.secret)
+        secrets = (*settings.secrets, config.secret, *secrets)
         config.ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
         service = build_service(settings, settings.mapping_path, config, log)
     except ConfigError as exc:

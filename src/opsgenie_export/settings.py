@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ CREDENTIALS = {  # settings key → (what, accepted names, option)
     "port_client_id": ("Port client id", PORT_CLIENT_ID_NAMES, "--port-client-id"),
     "port_client_secret": ("Port client secret", PORT_CLIENT_SECRET_NAMES, "--port-client-secret"),
 }
+
+SECRET_KEYS = ("opsgenie_token", "port_client_secret")  # never printed, in any form
+MIN_SECRET_LENGTH = 8  # shorter values cannot be masked without masking ordinary text too
+# Environment names whose values are masked in all output, whichever command runs.
+SECRET_NAME_PATTERN = re.compile(r"(TOKEN|SECRET|API_KEY|PASSWORD)$")
 
 OPSGENIE_REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
 DEFAULT_PORT_URL = "https://api.getport.io"
@@ -165,12 +171,12 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
             if not option_value.strip():  # `--opsgenie-token ""`: an empty CI secret, not "use the env"
                 raise ConfigError(f"{flag} is empty; pass a value, or leave the option out to use {names[0]}")
             sources[key] = f"option {flag}"
-            return option_value
+            return clean_credential(key, option_value, sources[key])
         for name in names:
             value, origin = env.get(name, ("", ""))
             if value:
                 sources[key] = f"{name} ({origin})"
-                return value
+                return clean_credential(key, value, sources[key])
         return None
 
     token = pick("opsgenie_token", options.opsgenie_token, OPSGENIE_TOKEN_NAMES, "--opsgenie-token")
@@ -248,6 +254,38 @@ def _cache_dir(options: Options, pick, env: Mapping[str, tuple[str, str]]) -> Pa
         return Path.home() / ".cache" / "opsgenie-export"
     except RuntimeError:  # no HOME and no passwd entry (some containers): run without a cache
         return None
+
+
+def clean_credential(key: str, value: str, where: str) -> str:
+    """A credential as read (option, environment, .env) with surrounding whitespace stripped — a
+    secret mounted from a file usually ends in a newline. Whitespace or control characters inside
+    it, or a secret too short to mask safely, is a configuration error that names where it came
+    from and never echoes the value. Other settings pass through unchanged."""
+    if key not in CREDENTIALS:
+        return value
+    cleaned = value.strip()
+    what = CREDENTIALS[key][0]
+    if any(char.isspace() or not char.isprintable() for char in cleaned):
+        raise ConfigError(
+            f"{what} from {where} holds whitespace or a control character inside it (a line break or tab "
+            "pasted in?); set it to the single token only"
+        )
+    if key in SECRET_KEYS and len(cleaned) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{what} from {where} is {len(cleaned)} characters long; real ones are longer, and a value this "
+            f"short (under {MIN_SECRET_LENGTH}) cannot be kept out of logs safely"
+        )
+    return cleaned
+
+
+def known_secrets(*values: str | None) -> tuple[str, ...]:
+    """Secrets to mask before settings are resolved (or when resolving failed): `values` and every
+    credential-like variable of the environment, stripped as `clean_credential` would."""
+    found = [value.strip() for value in values if value and value.strip()]
+    for name, value in os.environ.items():
+        if SECRET_NAME_PATTERN.search(name) and value.strip():
+            found.append(value.strip())
+    return tuple(dict.fromkeys(secret for secret in found if len(secret) >= 4))
 
 
 def require_credentials(values: Mapping[str, str | None], keys: list[str]) -> None:
