@@ -80,9 +80,8 @@ def partial() -> RunOutcome:
         alerts.add("failed", error=f"alert {text}: mapping failed")
     incidents = ResourceStats(1, "incident", ["opsgenieIncident"], status="failed", reason=f"fetch failed: {VSO}")
     alert_bp = BlueprintStats("opsgenieAlert", upserted=2, failed=4, entities=6, deletion="done")
-    service_bp = BlueprintStats(
-        "opsgenieService", upserted=3, entities=3, deletion=f"skipped: {PERCENT} of {PIPE} stale"
-    )
+    skipped = f"skipped: {PERCENT} of {PIPE} stale"
+    service_bp = BlueprintStats("opsgenieService", upserted=3, entities=3, deletion=skipped)
     blueprints = {"opsgenieAlert": alert_bp, "opsgenieService": service_bp}
     return RunOutcome(resources=[alerts, incidents], blueprints=blueprints, seconds=2.0)
 

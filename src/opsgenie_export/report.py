@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from opsgenie_export import redaction
+from opsgenie_export.errors import InternalError
 from opsgenie_export.outcome import ResourceStats, RunOutcome, result_word, unaccounted_items
 from opsgenie_export.sync import Events
 
@@ -317,8 +318,8 @@ def failure_lines(outcome: RunOutcome, limit: int = 10) -> list[str]:
     """The fatal error, each failed kind, the first `limit` failures per resource and blueprint —
     with how many were left out — and every skipped deletion with its reason."""
     lines = []
-    if outcome.fatal:
-        lines.append(f"error: {outcome.fatal}")
+    if outcome.fatal:  # an internal error is its own line: `internal error: <type>: <message>`
+        lines.append(str(outcome.fatal) if isinstance(outcome.fatal, InternalError) else f"error: {outcome.fatal}")
     for problem in unaccounted_items(outcome):
         lines.append(f"error: accounting does not add up (a bug; please report it): {problem}")
     for stats in outcome.resources:
