@@ -79,8 +79,8 @@ def success() -> RunOutcome:
     alerts = resource(0, "alert", fetched=5, upserted=4, unchanged=1)
     services = resource(1, "service", fetched=2, upserted=2)
     blueprints = {
-        "opsGenieAlert": BlueprintStats("opsGenieAlert", upserted=4, unchanged=1, deletion="done"),
-        "opsGenieService": BlueprintStats("opsGenieService", upserted=2, deleted=3, deletion="done"),
+        "opsGenieAlert": BlueprintStats("opsGenieAlert", upserted=4, unchanged=1, entities=5, deletion="done"),
+        "opsGenieService": BlueprintStats("opsGenieService", upserted=2, entities=2, deleted=3, deletion="done"),
     }
     return RunOutcome(resources=[alerts, services], blueprints=blueprints, seconds=1.25)
 
@@ -93,9 +93,9 @@ def partial() -> RunOutcome:
     incidents = ResourceStats(1, "incident", ["opsGenieIncident"], status="failed", reason="Opsgenie answered 500")
     services = resource(2, "service", fetched=2, upserted=2)
     blueprints = {
-        "opsGenieAlert": BlueprintStats("opsGenieAlert", upserted=4, failed=1, deletion="done"),
+        "opsGenieAlert": BlueprintStats("opsGenieAlert", upserted=4, failed=1, entities=5, deletion="done"),
         "opsGenieIncident": BlueprintStats("opsGenieIncident", deletion="skipped: incident listing failed"),
-        "opsGenieService": BlueprintStats("opsGenieService", upserted=2, deletion="done"),
+        "opsGenieService": BlueprintStats("opsGenieService", upserted=2, entities=2, deletion="done"),
     }
     blueprints["opsGenieAlert"].errors.append("opsGenieAlert/a-2: Port refused: 422 invalid property")
     return RunOutcome(resources=[alerts, incidents, services], blueprints=blueprints, seconds=3.0)
@@ -193,6 +193,7 @@ def with_warnings(*, strict: bool = False) -> RunOutcome:
     """Items the mapping skipped and merged (warnings), and a run-level note."""
     outcome = success()
     alerts = outcome.resources[0]
+    alerts.add("fetched", 2)  # two more items: one skipped, one merged
     alerts.add("skipped", 1)
     alerts.add("merged", 1)
     alerts.merged_items, alerts.merged_entities = 2, 1

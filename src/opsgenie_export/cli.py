@@ -224,9 +224,9 @@ def _report_early(
         console.print(line, markup=False, style="red")
     _print_traceback(fatal, debug, secrets)
     summary = redact(safe_json(outcome.to_dict(), indent=2), secrets) + "\n"
-    if output == "json" or summary_json == Path("-"):
+    if output == "json" or summary_json == Path("-"):  # never both: that combination is refused
         sys.stdout.write(summary)
-    elif summary_json:
+    if summary_json and summary_json != Path("-"):
         write_summary_json(outcome, summary_json, secrets)
     _write_junit(outcome.to_dict(), junit_xml, secrets, console)
     publish(outcome, os.environ, redacting(sys.stderr if output == "json" else sys.stdout, secrets), secrets=secrets)
