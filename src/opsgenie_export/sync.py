@@ -515,6 +515,7 @@ class _Run:
         for blueprint, identifier, _, relations in entries:
             self._seen(stats, blueprint, identifier)
             self._remember(stats.index, blueprint, {"identifier": identifier, "relations": relations})
+            self.outcome.blueprint(blueprint).add("entities")
             self.outcome.blueprint(blueprint).add("unchanged")
             self._record_plan(blueprint, "unchanged", {"identifier": identifier})
         stats.add("entities", len(entries))
