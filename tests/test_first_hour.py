@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 import requests
+from rich.console import Console
 
 from opsgenie_export.outcome import BlueprintStats, ResourceStats, RunOutcome
-from opsgenie_export.report import make_console, render_summary
+from opsgenie_export.report import RichEvents, make_console, render_summary
 from opsgenie_export.sandbox.accounts import generate_account
 
 from conftest import (
@@ -311,7 +312,7 @@ def test_cut_failure_lists_say_how_many_were_left_out_and_github_summary_tells_t
     result = run_cli(args, env)
     assert result.exit_code == 1, result.output
     alert = next(r for r in json.loads((tmp_path / "summary.json").read_text())["resources"] if r["kind"] == "alert")
-    assert alert["failed"] == 26 and len(alert["errors"]) == 20
+    assert alert["failed"] == 26 and len(alert["errors"]) == 20 and alert["errorsNotListed"] == 6
     assert "resources[2] alert: … 16 more failure(s) not listed here (all are counted; the JSON summary lists 20)" in (
         result.stderr
     )
@@ -492,3 +493,40 @@ def test_port_unreachable_names_the_host(seed_sandbox: Sandbox) -> None:
     assert f"Port: connection failed: cannot connect to 127.0.0.1:{port} (connection refused)" in result.stderr
     assert "check the Port URL (--port-url)" in result.stderr
     assert seed_sandbox.opsgenie.count() == 0
+
+
+def test_a_terminal_progress_bar_shows_the_total_and_a_rate_when_known() -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=120, color_system=None)
+    events = RichEvents(console)
+    stats = ResourceStats(1, "incident", [], total=250, fetched=100, upserted=90, failed=10)
+    events.resource_started(stats)
+    events._started -= 2.0  # two seconds in
+    events.page_done(stats)
+    events.close()
+    text = stream.getvalue()
+    assert "100 of 250 fetched, 100 processed, 10 failed, 50/s" in text
+
+
+def test_serve_quiet_keeps_only_warnings_and_errors(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {**seed_sandbox.env, "OPSGENIE_WEBHOOK_SECRET": "tiny-secret"}  # a warning at start
+    port = _closed_port()
+    args = ("serve", "--no-env-file", "--host", "127.0.0.1", "--port", str(port), "--quiet", "--no-color")
+    serve = _spawn(*args, env=env, cwd=tmp_path)
+    try:
+        warning = serve.stderr.readline()  # type: ignore[union-attr]
+        assert warning.startswith("warning: OPSGENIE_WEBHOOK_SECRET is shorter than 16 characters")
+        _wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        assert serve.stderr.read() == ""  # type: ignore[union-attr]  # no "listening"/"stopped" info lines
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False

@@ -50,7 +50,8 @@ HELP = """Mirror an Opsgenie account into Port's software catalog in one run.
 
 Exit codes: 0 everything written (warnings, e.g. items the mapping skips or merges, included) ·
 1 partial (a kind or entities failed, a kind was truncated, a deletion was skipped; warnings
-with --strict) · 2 usage or configuration error, found before any request to Port ·
+with --strict) · 2 usage or configuration error, found before any request to Port (or, for a
+blueprint or field Port lacks, right after reading Port's blueprints, before any Opsgenie request) ·
 3 Opsgenie or Port refused the credentials (401/403) · 130/143 interrupted by SIGINT/SIGTERM.
 """
 

@@ -156,7 +156,11 @@ class RunOutcome:
             "dryRun": self.dry_run,
             "strict": self.strict,
             "warnings": self.warnings,
-            "resources": [_public(asdict(r)) | {"label": r.label, "warnings": r.warnings} for r in self.resources],
+            "resources": [
+                _public(asdict(r))
+                | {"label": r.label, "warnings": r.warnings, "errorsNotListed": max(0, r.failed - len(r.errors))}
+                for r in self.resources
+            ],
             "blueprints": [_public(asdict(b)) for b in self.blueprints.values()],
             "requests": self.requests,
             **({"incidentLinks": self.links} if self.links else {}),
