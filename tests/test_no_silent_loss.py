@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,16 @@ import pytest
 from opsgenie_export.sandbox.accounts import generate_account
 from opsgenie_export.sandbox.server import FaultRule
 
-from conftest import REPO, CliResult, Sandbox, default_mapping_with, run_cli, running_sandbox, sync_args
+from conftest import (
+    REPO,
+    CliResult,
+    Sandbox,
+    default_mapping_with,
+    run_cli,
+    running_sandbox,
+    start_sandbox,
+    sync_args,
+)
 
 ALERT_BP, CRITICAL_BP = "opsGenieAlert", "opsGenieCriticalAlert"
 CHOSEN_BY_JQ = '\'if .priority == "P1" then "opsGenieCriticalAlert" else "opsGenieAlert" end\''
@@ -136,3 +147,57 @@ def test_accounting_that_does_not_add_up_exits_1_naming_it(
     assert any("resources[2] alert" in line and "1 unaccounted" in line for line in data["unaccounted"])
     assert "accounting does not add up" in result.stderr and "1 unaccounted" in result.stderr
     assert json.loads(result.stdout)["unaccounted"] == data["unaccounted"]
+
+
+def test_deletion_counts_only_what_port_confirmed(sandbox: Sandbox, tmp_path: Path) -> None:
+    assert _sync(sandbox, tmp_path)[0].exit_code == 0
+    for n in range(3):
+        sandbox.port.put_entity(ALERT_BP, {"identifier": f"stale-{n}", "title": "gone", "properties": {}})
+    confirmed_one = {"ok": True, "deletedEntities": ["stale-0"]}
+    sandbox.port.faults.add(FaultRule(path=r"/bulk/entities/delete$", status=200, body=confirmed_one, times=1))
+    result, data = _sync(sandbox, tmp_path)
+    alert = next(b for b in data["blueprints"] if b["blueprint"] == ALERT_BP)
+    assert result.exit_code == 1, result.output
+    assert (alert["deleted"], alert["delete_failed"]) == (1, 2)
+    assert any("delete not confirmed by Port" in error for error in alert["errors"])
+
+
+def test_pacing_waits_are_charged_to_the_wait_budget(tmp_path: Path) -> None:
+    """Port's rate-limit window nearly spent, its reset two minutes away: waiting for it would pass
+    --max-wait 5, so the run ends at once saying so (instead of sleeping uncounted)."""
+    box = start_sandbox(generate_account(alerts=60, incidents=6, services=4, seed=3), port_rate_limit=(6, 120.0))
+    try:
+        started = time.monotonic()
+        result, data = _sync(box, tmp_path, "--max-wait", "5")
+        assert result.exit_code == 1, result.output
+        assert time.monotonic() - started < 60
+        assert "wait budget" in data["fatal"] and "rate limit window" in data["fatal"]
+        assert box.port.count("POST", r"/bulk/entities/delete$") == 0
+    finally:
+        box.opsgenie.stop()
+        box.port.stop()
+
+
+def test_counters_and_blueprint_stats_are_thread_safe() -> None:
+    from opsgenie_export.opsgenie.client import OpsgenieStats
+    from opsgenie_export.outcome import RunOutcome
+    from opsgenie_export.port.client import PortStats
+
+    port, opsgenie, outcome = PortStats(), OpsgenieStats(), RunOutcome()
+    seen: list[Any] = []
+
+    def hammer() -> None:
+        for _ in range(5000):
+            port.add("retries")
+            port.add("requests", "bulk_upsert")
+            opsgenie.retried()
+            seen.append(outcome.blueprint("bp"))
+            outcome.blueprint("bp").add("upserted")
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert port.retries == port.requests["bulk_upsert"] == opsgenie.retries == 40_000
+    assert len({id(stats) for stats in seen}) == 1 and outcome.blueprints["bp"].upserted == 40_000

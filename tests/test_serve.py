@@ -704,3 +704,27 @@ def test_healthz_is_unhealthy_after_a_refused_credential(seed_sandbox: Sandbox) 
         assert requests.get(health, timeout=5).json()["status"] == "credentials refused"
     finally:
         running.stop(5.0)
+
+
+def test_a_refused_credential_is_not_retried_and_health_recovers_with_the_next_success(seed_sandbox: Sandbox) -> None:
+    """Issue 11: serve retried an authentication failure up to 8 times. Now the event is dropped
+    and logged once, /healthz is unhealthy, and the next event that succeeds makes it healthy."""
+    add_blueprints(seed_sandbox)
+    logs = Logs()
+    running = start_service(seed_sandbox, logs=logs)  # up to 50 attempts for a retryable failure
+    health = f"{running.url}/healthz"
+    try:
+        refused = seed_sandbox.port.faults.add(FaultRule(path=r"/entities", status=403, times=1000))
+        assert post(running, event(new_alert(seed_sandbox), "Create")).status_code == 202
+        wait_for(lambda: "FAILED for good" in logs.text(), timeout=20.0)
+        time.sleep(0.3)  # a retry, if there were one, would come within this
+        assert refused._fired == 1
+        assert "retrying" not in logs.text() and logs.text().count("FAILED for good") == 1
+        assert requests.get(health, timeout=5).json()["status"] == "credentials refused"
+        refused.times = refused._fired  # the credential works again
+        alert = new_alert(seed_sandbox)
+        assert post(running, event(alert, "Create")).status_code == 202
+        wait_for(lambda: entity(seed_sandbox, alert["id"]), timeout=20.0)
+        wait_for(lambda: requests.get(health, timeout=5).status_code == 200, timeout=5.0)
+    finally:
+        running.stop(5.0)

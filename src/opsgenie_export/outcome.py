@@ -132,10 +132,16 @@ class RunOutcome:
     strict: bool = False  # --strict: the mapping's warnings (skipped or merged items) exit 1
     notes: list[str] = field(default_factory=list)  # run-level warnings (e.g. an unusable link cache)
 
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
     def blueprint(self, name: str) -> BlueprintStats:
-        if name not in self.blueprints:
-            self.blueprints[name] = BlueprintStats(name)
-        return self.blueprints[name]
+        """The stats of a blueprint, created once even when several threads ask at once."""
+        found = self.blueprints.get(name)
+        if found is None:
+            with self._lock:
+                found = self.blueprints.setdefault(name, BlueprintStats(name))
+        return found
 
     @property
     def exit_code(self) -> ExitCode:

@@ -12,7 +12,8 @@ the work happens in one worker thread (`webhook.Worker`), so the server needs no
 the package gains no dependency. Put TLS termination (an ingress or reverse proxy) in front.
 
 On SIGTERM/SIGINT the listener closes, the queue drains (each waiting event gets its turn now,
-bounded by --drain-timeout), and the process exits 0; a second signal stops at once.
+bounded by --drain-timeout), and the process exits 0 — or 1 when events were left unapplied
+(named in the log); a second signal stops at once.
 """
 
 from __future__ import annotations

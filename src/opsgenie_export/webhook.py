@@ -393,7 +393,9 @@ class RetryPolicy:
 
 
 def is_retryable(error: ExportError) -> bool:
-    if isinstance(error, ProcessingFailed | Interrupted):
+    """Refused credentials (401/403) are never retried: the event is dropped and logged once,
+    and /healthz reports unhealthy until an event succeeds again."""
+    if isinstance(error, ProcessingFailed | Interrupted | AuthError):
         return False
     status = getattr(error, "status", None)
     return not (isinstance(error, ApiError) and status in PERMANENT_STATUSES)

@@ -46,6 +46,10 @@ class OpsgenieStats:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
+    def retried(self) -> None:
+        with self._lock:
+            self.retries += 1
+
     def count(self, domain: str, status: int | None) -> None:
         with self._lock:
             self.requests[domain] += 1
@@ -129,7 +133,7 @@ class OpsgenieClient:
             else:
                 raise ApiError(f"GET {path} failed after {attempt + 1} attempts: {detail}", status=status)
             attempt += 1
-            self.stats.retries += 1
+            self.stats.retried()
             self.budget.wait(delay, f"Opsgenie GET {path} ({detail})")
 
     def _attempt(

@@ -60,10 +60,22 @@ class BulkResult:
 
 @dataclass
 class PortStats:
+    """Request counters, updated from every writer and reader thread (under a lock)."""
+
     requests: Counter[str] = field(default_factory=Counter)  # per route kind
     throttled: int = 0
     retries: int = 0
     token_requests: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, counter: str, route: str | None = None) -> None:
+        with self._lock:
+            if route is not None:
+                self.requests[route] += 1
+            else:
+                setattr(self, counter, getattr(self, counter) + 1)
 
 
 class PortClient:
@@ -116,7 +128,7 @@ class PortClient:
             return self._token
 
     def _request_token(self) -> tuple[str, float]:
-        self.stats.token_requests += 1
+        self.stats.add("token_requests")
         _, body = self._send(
             "POST", "/v1/auth/access_token", json_body=self._credentials, authorised=False, expect=("accessToken",)
         )
@@ -150,7 +162,7 @@ class PortClient:
             if authorised:
                 token = self._bearer()
                 headers["Authorization"] = f"Bearer {token}"
-            self.stats.requests[_route_kind(method, path)] += 1
+            self.stats.add("requests", _route_kind(method, path))
             try:
                 with self.in_flight.slot() as slot:
                     if authorised:  # paced after the slot is taken: a request waits in one place
@@ -191,14 +203,14 @@ class PortClient:
                 elif status in RETRYABLE_STATUSES:
                     detail, wait_hint = _describe(response), _wait_hint(response)
                     if status == 429:
-                        self.stats.throttled += 1
+                        self.stats.add("throttled")
                 else:
                     raise _final_error(method, path, response, authorised, self.credentials_origin)
             if wait_hint is None and attempt >= self.max_retries:
                 raise ApiError(f"Port {method} {path} failed after {attempt + 1} attempts: {detail}")
             delay = jittered(wait_hint) if wait_hint is not None else backoff_delay(attempt)
             attempt += 1
-            self.stats.retries += 1
+            self.stats.add("retries")
             self.budget.wait(delay, f"Port {method} {path} ({detail})")
 
     # -- blueprints --------------------------------------------------------------------------

@@ -159,8 +159,8 @@ class EntitySink:
         """Wait for futures and look at each one's exception: none is ever dropped unseen."""
         for future in futures:
             exc = future.exception()
-            if exc is not None and self._fatal is None:
-                self._fatal = exc if isinstance(exc, ExportError) else InternalError(exc)
+            if exc is not None:
+                self._set_fatal(exc if isinstance(exc, ExportError) else InternalError(exc))
 
     def _guarded_write(self, batch: _Batch) -> None:
         """A bug while writing a batch fails that batch's unsettled entities (counted, with the
@@ -169,7 +169,7 @@ class EntitySink:
             self._write_batch(batch)
         except Exception as exc:
             error = InternalError(exc)
-            self._fatal = self._fatal or error
+            self._set_fatal(error)
             for pending in batch.items:
                 if not pending.settled:
                     self._fail(batch.blueprint, pending, str(error))
@@ -192,7 +192,7 @@ class EntitySink:
             self._fail_all(batch, f"bulk upsert failed: {exc}")
             return
         except ExportError as exc:  # interrupted: nothing more is written
-            self._fatal = self._fatal or exc
+            self._set_fatal(exc)
             self._fail_all(batch, f"not written: {exc}")
             return
         for index, pending in enumerate(batch.items):
@@ -242,5 +242,11 @@ class EntitySink:
 
     def _remember_fatal(self, exc: ApiError) -> None:
         """Bad credentials, or Port unreachable after retries, stop the run (quickly)."""
-        if (isinstance(exc, AuthError) or exc.status is None) and self._fatal is None:
-            self._fatal = exc
+        if isinstance(exc, AuthError) or exc.status is None:
+            self._set_fatal(exc)
+
+    def _set_fatal(self, exc: ExportError) -> None:
+        """The first fatal error wins, whichever worker thread sees it."""
+        with self._retry_lock:
+            if self._fatal is None:
+                self._fatal = exc
