@@ -163,7 +163,7 @@ def _append(path: str, text: str, stdout: IO[str]) -> None:
 def step_summary(outcome: RunOutcome) -> str:
     """The run as Markdown: verdict, a table per resource and per blueprint, the first failures."""
     verdict = result_word(outcome) + with_warnings(outcome)
-    lines = [f"### Opsgenie → Port: {verdict} (exit {int(outcome.exit_code)}, {outcome.seconds:.1f}s)", ""]
+    lines = [f"### {outcome.source} → Port: {verdict} (exit {int(outcome.exit_code)}, {outcome.seconds:.1f}s)", ""]
     lines += _resource_table(outcome)
     if outcome.blueprints:
         lines += ["", *_blueprint_table(outcome)]

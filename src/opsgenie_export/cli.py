@@ -106,6 +106,34 @@ MappingOpt = Annotated[
 BlueprintsOpt = Annotated[
     Path | None, typer.Option("--blueprints", help="Folder of blueprint JSON files (default ./blueprints).")
 ]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source", help="Where items come from: opsgenie or jsm (env OPSGENIE_EXPORT_SOURCE; default opsgenie)."
+    ),
+]
+JsmSiteOpt = Annotated[
+    str | None, typer.Option("--jsm-site", help="JSM: https://<site>.atlassian.net (env JSM_SITE_URL).")
+]
+JsmCloudIdOpt = Annotated[
+    str | None,
+    typer.Option("--jsm-cloud-id", help="JSM: the site's cloud id (env JSM_CLOUD_ID; default: read from the site)."),
+]
+JsmApiUrlOpt = Annotated[
+    str | None,
+    typer.Option("--jsm-api-url", help="JSM: API URL (env JSM_API_URL; default https://api.atlassian.com)."),
+]
+JsmOrgIdOpt = Annotated[
+    str | None,
+    typer.Option("--jsm-org-id", help="JSM: Atlassian organization id, for team members (env JSM_ORG_ID)."),
+]
+JsmJqlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--jsm-incident-jql",
+        help='JSM: JQL selecting incidents (env JSM_INCIDENT_JQL; default issuetype = "[System] Incident").',
+    ),
+]
 
 
 class ReportingCommand(TyperCommand):
@@ -289,6 +317,12 @@ def sync(
     ] = None,
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
+    source: SourceOpt = None,
+    jsm_site: JsmSiteOpt = None,
+    jsm_cloud_id: JsmCloudIdOpt = None,
+    jsm_api_url: JsmApiUrlOpt = None,
+    jsm_org_id: JsmOrgIdOpt = None,
+    jsm_incident_jql: JsmJqlOpt = None,
     ca_bundle: CaBundleOpt = None,
     cache_dir: Annotated[
         Path | None,
@@ -357,6 +391,12 @@ def sync(
         ca_bundle=ca_bundle,
         cache_dir=cache_dir,
         no_cache=no_cache,
+        source=source,
+        jsm_site=jsm_site,
+        jsm_cloud_id=jsm_cloud_id,
+        jsm_api_url=jsm_api_url,
+        jsm_org_id=jsm_org_id,
+        jsm_incident_jql=jsm_incident_jql,
     )
     color = not no_color and not os.environ.get("NO_COLOR")
     secrets = known_secrets(opsgenie_token, port_client_secret)
@@ -421,6 +461,7 @@ def validate(
     ca_bundle: CaBundleOpt = None,
     env_file: EnvFile = None,
     no_env_file: NoEnvFile = False,
+    source: SourceOpt = None,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -435,6 +476,7 @@ def validate(
         no_env_file=no_env_file,
         port_url=port_url,
         ca_bundle=ca_bundle,
+        source=source,
     )
     try:
         settings = resolve(options, need_credentials=False)
@@ -450,7 +492,9 @@ def validate(
         _fail(console, exc, ExitCode.PARTIAL)
     found = validate_mapping_file(settings.mapping_path, blueprint_files)
     problems = [problem.for_file(str(settings.mapping_path)) for problem in found]
-    problems += [f"{settings.mapping_path}: {problem}" for problem in _query_problems(settings.mapping_path)]
+    problems += [
+        f"{settings.mapping_path}: {problem}" for problem in _query_problems(settings.mapping_path, settings.source)
+    ]
     for problem in problems:
         console.print(problem, markup=False)
     if problems:
@@ -490,14 +534,14 @@ def _prepare(settings: Settings) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
     config = load_mapping(settings.mapping_path)
     compiled = compile_mapping(config)
     for resource in config.resources:
-        resource_query(resource)  # a bad apiQueryParams is a configuration error, found now
+        resource_query(resource, settings.source)  # a bad apiQueryParams is a configuration error, found now
     if not settings.blueprints_dir.is_dir():
         raise ConfigError(f"--blueprints {settings.blueprints_dir}: folder not found")
     blueprint_files = load_blueprints(settings.blueprints_dir)
     return config, compiled, blueprint_files
 
 
-def _query_problems(mapping_path: Path) -> list[str]:
+def _query_problems(mapping_path: Path, source: str = "opsgenie") -> list[str]:
     """Selector filters that cannot become an Opsgenie query (when the mapping itself loads)."""
     try:
         config = load_mapping(mapping_path)
@@ -506,7 +550,7 @@ def _query_problems(mapping_path: Path) -> list[str]:
     problems = []
     for resource in config.resources:
         try:
-            resource_query(resource)
+            resource_query(resource, source)
         except ConfigError as exc:
             problems.append(str(exc))
     return problems
@@ -579,14 +623,20 @@ def demo(
     incidents: Annotated[int, typer.Option(min=0, help="Generated incidents besides the seed data.")] = 12,
     services: Annotated[int, typer.Option(min=0, help="Generated services besides the seed data.")] = 8,
     sample: Annotated[int, typer.Option(min=0, help="Entities to show per blueprint.")] = 2,
+    source: Annotated[
+        str, typer.Option("--source", help="Read the sandbox account from opsgenie or from jsm (its JSM face).")
+    ] = "opsgenie",
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR=1).")] = False,
 ) -> None:
-    """Start the built-in sandbox (emulated Opsgenie and Port on 127.0.0.1) and run a real sync."""
+    """Start the built-in sandbox (emulated Opsgenie, JSM and Port on 127.0.0.1) and run a real sync."""
     from opsgenie_export.sandbox.demo import run_demo
 
+    _check_choice("--source", source, ("opsgenie", "jsm"))
     color = not no_color and not os.environ.get("NO_COLOR")
     console = make_console(sys.stderr, color=color)
-    outcome, samples = run_demo(alerts=alerts, incidents=incidents, services=services, sample=sample, console=console)
+    outcome, samples = run_demo(
+        alerts=alerts, incidents=incidents, services=services, sample=sample, console=console, source=source
+    )
     render_summary(outcome, console)
     for blueprint, entities in samples.items():
         console.print(f"\nPort received ({blueprint}, {len(entities)} of the entities shown):", markup=False)

@@ -131,6 +131,7 @@ class RunOutcome:
     blueprints_to_create: list[str] = field(default_factory=list)  # --dry-run --initialize-port-resources
     strict: bool = False  # --strict: the mapping's warnings (skipped or merged items) exit 1
     notes: list[str] = field(default_factory=list)  # run-level warnings (e.g. an unusable link cache)
+    source: str = "Opsgenie"  # the source's title: Opsgenie or JSM Operations
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -162,6 +163,7 @@ class RunOutcome:
             "dryRun": self.dry_run,
             "strict": self.strict,
             "warnings": self.warnings,
+            "source": self.source,
             "resources": [
                 _public(asdict(r))
                 | {"label": r.label, "warnings": r.warnings, "errorsNotListed": max(0, r.failed - len(r.errors))}

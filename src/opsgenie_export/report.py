@@ -367,7 +367,7 @@ def _fitted(build: Any, outcome: RunOutcome, console: Console) -> Table:
 
 
 def _resource_table(outcome: RunOutcome, tight: bool = False) -> Table:
-    table = Table(title="Opsgenie → Port", **{**_TABLE_STYLE, "padding": (0, 0) if tight else (0, 1)})
+    table = Table(title=f"{outcome.source} → Port", **{**_TABLE_STYLE, "padding": (0, 0) if tight else (0, 1)})
     warned = any(stats.warnings for stats in outcome.resources)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("kind", overflow="fold")
@@ -469,13 +469,16 @@ def render_plan(outcome: RunOutcome, console: Console, limit: int = 50) -> None:
         console.print(f"create blueprints: {', '.join(outcome.blueprints_to_create)}", markup=False)
     for blueprint, entries in sorted(outcome.plan.items()):
         console.print(f"{blueprint}:", markup=False)
-        for verdict in ("create", "update", "unchanged", "delete"):
+        for verdict in ("create", "update", "unchanged", "delete", "stale"):
+            if verdict == "stale" and verdict not in entries:
+                continue
             identifiers = entries.get(verdict, [])
             shown = ", ".join(identifiers[:limit]) + (
                 f", … ({len(identifiers) - limit} more)" if len(identifiers) > limit else ""
             )
+            label = "stale, not deleted (deletion skipped)" if verdict == "stale" else verdict
             console.print(
-                f"  {verdict} {len(identifiers)}" + (f": {shown}" if identifiers and verdict != "unchanged" else ""),
+                f"  {label} {len(identifiers)}" + (f": {shown}" if identifiers and verdict != "unchanged" else ""),
                 markup=False,
             )
     for stats in outcome.blueprints.values():

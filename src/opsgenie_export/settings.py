@@ -7,6 +7,7 @@ value came from, and `Settings.describe()` shows them with secrets masked.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -33,7 +34,23 @@ CREDENTIALS = {  # settings key → (what, accepted names, option)
     "opsgenie_token": ("Opsgenie API key", OPSGENIE_TOKEN_NAMES, "--opsgenie-token"),
     "port_client_id": ("Port client id", PORT_CLIENT_ID_NAMES, "--port-client-id"),
     "port_client_secret": ("Port client secret", PORT_CLIENT_SECRET_NAMES, "--port-client-secret"),
+    "atlassian_email": ("Atlassian account e-mail", ("ATLASSIAN_EMAIL",), ""),
+    "atlassian_api_token": ("Atlassian API token", ("ATLASSIAN_API_TOKEN",), ""),
 }
+SOURCE_NAMES_ENV = ("OPSGENIE_EXPORT_SOURCE",)
+JSM_SITE_NAMES = ("JSM_SITE_URL",)
+JSM_CLOUD_ID_NAMES = ("JSM_CLOUD_ID",)
+JSM_API_URL_NAMES = ("JSM_API_URL",)
+JSM_ORG_ID_NAMES = ("JSM_ORG_ID",)
+JSM_INCIDENT_JQL_NAMES = ("JSM_INCIDENT_JQL",)
+ATLASSIAN_EMAIL_NAMES = ("ATLASSIAN_EMAIL",)
+ATLASSIAN_TOKEN_NAMES = ("ATLASSIAN_API_TOKEN",)
+
+SOURCES = ("opsgenie", "jsm")
+DEFAULT_JSM_API_URL = "https://api.atlassian.com"
+# Which Jira work items are incidents: JSM's ITSM incident work type, oldest first (so items
+# created during the run come last). Unverified for every site: set JSM_INCIDENT_JQL to yours.
+DEFAULT_INCIDENT_JQL = 'issuetype = "[System] Incident" ORDER BY created ASC'
 
 SECRET_KEYS = ("opsgenie_token", "port_client_secret")  # never printed, in any form
 MIN_SECRET_LENGTH = 8  # shorter values cannot be masked without masking ordinary text too
@@ -66,6 +83,12 @@ class Options:
     ca_bundle: Path | None = None
     cache_dir: Path | None = None
     no_cache: bool = False
+    source: str | None = None
+    jsm_site: str | None = None
+    jsm_cloud_id: str | None = None
+    jsm_api_url: str | None = None
+    jsm_org_id: str | None = None
+    jsm_incident_jql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,14 @@ class Settings:
     cache_dir: Path | None = None  # None: no cache
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # e.g. .env lines that were ignored, with their line numbers
+    source: str = "opsgenie"  # where items come from: "opsgenie" or "jsm"
+    jsm_site_url: str = ""
+    jsm_cloud_id: str = ""  # empty: discovered from the site's /_edge/tenant_info
+    jsm_api_url: str = DEFAULT_JSM_API_URL
+    jsm_org_id: str = ""  # for team members (Atlassian Teams API); no discovery with Basic auth
+    jsm_incident_jql: str = DEFAULT_INCIDENT_JQL
+    atlassian_email: str = ""
+    atlassian_api_token: str = field(default="", repr=False)
 
     def origin(self, key: str) -> str:
         """Where a value came from, for messages: 'OPSGENIE_API_TOKEN (environment)',
@@ -95,8 +126,10 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in any output."""
-        return tuple(s for s in (self.opsgenie_token, self.port_client_secret) if s)
+        """Values that must never appear in any output, in every form they travel in."""
+        values = [self.opsgenie_token, self.port_client_secret, self.atlassian_api_token]
+        values += basic_auth_forms(self.atlassian_email, self.atlassian_api_token)
+        return tuple(s for s in values if s)
 
     def describe(self) -> dict[str, str]:
         """Every setting with its source; secrets masked."""
@@ -110,13 +143,33 @@ class Settings:
             "blueprints": str(self.blueprints_dir),
             "initialize_port_resources": str(self.initialize_port_resources).lower(),
             "cache_dir": str(self.cache_dir) if self.cache_dir else "off",
+            "source": self.source,
         }
+        if self.source == "jsm":
+            shown |= {
+                "jsm_site_url": self.jsm_site_url,
+                "jsm_cloud_id": self.jsm_cloud_id or "(discovered from the site)",
+                "jsm_api_url": self.jsm_api_url,
+                "jsm_org_id": self.jsm_org_id or "(not set)",
+                "jsm_incident_jql": self.jsm_incident_jql,
+                "atlassian_email": self.atlassian_email,
+                "atlassian_api_token": mask(self.atlassian_api_token),
+            }
         return {key: f"{value}  ({self.sources.get(key, 'default')})" for key, value in shown.items()}
 
 
 def mask(secret: str | None) -> str:
     """A masked form that tells whether a secret is set without revealing any of it."""
     return f"****({len(secret)} chars)" if secret else "(not set)"
+
+
+def basic_auth_forms(user: str, secret: str) -> list[str]:
+    """The Basic-auth header value of `user:secret` (base64), with and without padding: a
+    secret must not leak through its encoded form either."""
+    if not secret:
+        return []
+    encoded = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return [encoded, encoded.rstrip("=")]
 
 
 def load_environment(
@@ -186,11 +239,15 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
     port_url = pick("port_url", options.port_url, PORT_URL_NAMES, "--port-url") or DEFAULT_PORT_URL
     initialize = _initialize_flag(options, pick)
     cache_dir = _cache_dir(options, pick, env)
+    source = (pick("source", options.source, SOURCE_NAMES_ENV, "--source") or "opsgenie").strip().lower()
+    if source not in SOURCES:
+        raise ConfigError(f"source {source!r} ({sources.get('source')}): expected one of {', '.join(SOURCES)}")
+    jsm = _jsm_settings(options, pick, need_credentials) if source == "jsm" else {}
 
     if need_credentials:
-        require_credentials(
-            {"opsgenie_token": token, "port_client_id": client_id, "port_client_secret": secret}, list(CREDENTIALS)
-        )
+        keys = ["opsgenie_token"] if source == "opsgenie" else ["atlassian_email", "atlassian_api_token"]
+        values = {"opsgenie_token": token, "port_client_id": client_id, "port_client_secret": secret, **jsm}
+        require_credentials(values, [*keys, "port_client_id", "port_client_secret"])
 
     mapping_path, mapping_source = _mapping_path(options)
     sources["mapping"] = mapping_source
@@ -210,7 +267,39 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None, *, need_
         cache_dir=cache_dir,
         sources=sources,
         warnings=tuple(warnings),
+        source=source,
+        **jsm,
     )
+
+
+def _jsm_settings(options: Options, pick, need_site: bool) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The JSM Operations settings. The site is always needed (incidents and users are Jira's),
+    so a missing one is a configuration error before any request; the cloud id may be left out
+    (it is read from the site's /_edge/tenant_info)."""
+    site = pick("jsm_site_url", options.jsm_site, JSM_SITE_NAMES, "--jsm-site")
+    if not site and need_site:
+        raise ConfigError(
+            "missing JSM site: set JSM_SITE_URL (environment or .env) or pass --jsm-site "
+            "https://<your-site>.atlassian.net; --source jsm reads incidents and users from it, "
+            "and the cloud id from its /_edge/tenant_info"
+        )
+    site = (site or "").strip()
+    if site and "://" not in site:
+        site = f"https://{site}"
+    api_url = pick("jsm_api_url", options.jsm_api_url, JSM_API_URL_NAMES, "--jsm-api-url") or DEFAULT_JSM_API_URL
+    jql = pick("jsm_incident_jql", options.jsm_incident_jql, JSM_INCIDENT_JQL_NAMES, "--jsm-incident-jql")
+    cloud_id = (pick("jsm_cloud_id", options.jsm_cloud_id, JSM_CLOUD_ID_NAMES, "--jsm-cloud-id") or "").strip()
+    if cloud_id and not all(c.isalnum() or c == "-" for c in cloud_id):
+        raise ConfigError(f"JSM cloud id {cloud_id!r}: expected a UUID such as 0f4c8a52-6d1e-4b7a-9c3d-2e5f7a9b1c04")
+    return {
+        "jsm_site_url": normalise_url(site, "JSM site URL") if site else "",
+        "jsm_cloud_id": cloud_id,
+        "jsm_api_url": normalise_url(api_url, "JSM API URL"),
+        "jsm_org_id": (pick("jsm_org_id", options.jsm_org_id, JSM_ORG_ID_NAMES, "--jsm-org-id") or "").strip(),
+        "jsm_incident_jql": (jql or DEFAULT_INCIDENT_JQL).strip(),
+        "atlassian_email": (pick("atlassian_email", None, ATLASSIAN_EMAIL_NAMES, "") or "").strip(),
+        "atlassian_api_token": (pick("atlassian_api_token", None, ATLASSIAN_TOKEN_NAMES, "") or "").strip(),
+    }
 
 
 def _opsgenie_url(options: Options, pick, sources: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
@@ -296,7 +385,8 @@ def require_credentials(values: Mapping[str, str | None], keys: list[str]) -> No
     lines = []
     for key in missing:
         what, names, flag = CREDENTIALS[key]
-        lines.append(f"{what} (set {' or '.join(names)} in the environment or .env, or pass {flag})")
+        option = f", or pass {flag}" if flag else ""
+        lines.append(f"{what} (set {' or '.join(names)} in the environment or .env{option})")
     raise ConfigError(f"missing {len(missing)} credential(s): " + "; ".join(lines))
 
 

@@ -10,7 +10,7 @@ source; nothing downstream branches on which source it serves.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,9 +42,9 @@ class Source(Protocol):
         when it is gone. Raises ApiError when it cannot be read."""
         ...
 
-    def oncalls(self) -> dict[str, dict[str, Any]]:
+    def oncalls(self, schedules: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
         """Schedule id → `{_parent: {id, name, enabled}, onCallRecipients: [...]}` for every
-        schedule. Raises ApiError."""
+        listed schedule (`schedules`: the schedule listing). Raises ApiError."""
         ...
 
     def incident_alert_ids(self, incident_id: str) -> list[str]:

@@ -34,6 +34,9 @@ from opsgenie_export.errors import (
     PortStateError,
     WaitBudgetExceeded,
 )
+from opsgenie_export.jsm.client import JsmClient
+from opsgenie_export.jsm.query import incident_filter
+from opsgenie_export.jsm.source import JsmSource
 from opsgenie_export.mapped_items import FILTERED, MappedItems
 from opsgenie_export.mapping import CompiledResource, MappingConfig, ResourceConfig, check_mapping
 from opsgenie_export.opsgenie.client import OpsgenieClient
@@ -57,6 +60,10 @@ PORT_STATE_READERS = 3  # blueprints whose entities are searched at once
 SHARED_KINDS = frozenset({"incident", "service", "team", "schedule", "schedule-oncall", "escalation"})
 QUERY_KINDS = frozenset({"alert", "incident"})
 PLAN_LIMIT = 10_000  # identifiers listed per blueprint and verdict in a dry-run plan
+MIGRATION_HINT = (
+    ". If the identifiers changed when the site moved from Opsgenie to JSM Operations, see the README section "
+    '"Moving from Opsgenie to JSM Operations" (#moving-from-opsgenie-to-jsm-operations) for the one-time step'
+)
 
 
 class Events:
@@ -97,6 +104,7 @@ def run_sync(
     outcome = RunOutcome(no_delete=options.no_delete, dry_run=options.dry_run, strict=options.strict)
     budget = WaitBudget(options.max_wait, stop or StopSignal(), ends_run=True)
     port, source = _clients(settings, options, budget)
+    outcome.source = source.title
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="source")
     port_reader = ThreadPoolExecutor(max_workers=PORT_STATE_READERS, thread_name_prefix="port-state")
     link_cache = source.link_cache(settings.cache_dir) if settings.cache_dir else None
@@ -212,7 +220,7 @@ def _finish_links(lookups: Lookups, cache: LinkCache | None, outcome: RunOutcome
 
 def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tuple[PortClient, Source]:
     ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
-    common = {
+    common: dict[str, Any] = {
         "budget": budget,
         "timeout": options.timeout,
         "max_retries": options.max_retries,
@@ -220,9 +228,26 @@ def _clients(settings: Settings, options: RunOptions, budget: WaitBudget) -> tup
         "pool_size": options.workers,  # connections, and the upper bound of the adaptive limit
     }
     port = PortClient(settings.port_url, settings.port_client_id, settings.port_client_secret, **common)
+    _, port.credentials_origin = settings.credential_origins()
+    return port, open_source(settings, common)
+
+
+def open_source(settings: Settings, common: dict[str, Any]) -> Source:
+    """The configured source (--source), its client sharing the run's wait budget."""
+    if settings.source == "jsm":
+        client = JsmClient(settings.atlassian_email, settings.atlassian_api_token, **common)
+        return JsmSource(
+            client,
+            site_url=settings.jsm_site_url,
+            api_url=settings.jsm_api_url,
+            cloud_id=settings.jsm_cloud_id,
+            org_id=settings.jsm_org_id,
+            incident_jql=settings.jsm_incident_jql,
+            email=settings.atlassian_email,
+        )
     opsgenie = OpsgenieClient(settings.opsgenie_url, settings.opsgenie_token, **common)
-    opsgenie.key_origin, port.credentials_origin = settings.credential_origins()
-    return port, OpsgenieSource(opsgenie, settings.opsgenie_token)
+    opsgenie.key_origin, _ = settings.credential_origins()
+    return OpsgenieSource(opsgenie, settings.opsgenie_token)
 
 
 def _merged_within_item(bodies: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -693,6 +718,7 @@ class _Run:
                 blockers=self._deletion_blockers(blueprint),
                 threshold=self.config.entity_deletion_threshold,
                 keep_targets=self.config.create_missing_related_entities,
+                threshold_hint=MIGRATION_HINT if self.lookups.source.name == "jsm" else "",
             )
             stats.stale = len(plan.stale)
             if self.options.no_delete:  # counted all the same: the summary says what is stale
@@ -700,6 +726,9 @@ class _Run:
                 continue
             if plan.skip_reason:
                 stats.deletion = f"skipped: {plan.skip_reason}"
+                if self.options.dry_run:  # what a run without the guard would delete
+                    self.plan.setdefault(blueprint, {"create": [], "update": [], "unchanged": [], "delete": []})
+                    self.plan[blueprint]["stale"] = plan.stale[:PLAN_LIMIT]
             elif self.options.dry_run:
                 stats.deletion = "dry-run"
                 self.plan.setdefault(blueprint, {"create": [], "update": [], "unchanged": [], "delete": []})
@@ -751,12 +780,19 @@ def _missing_blueprints_message(missing: list[str], creatable: list[str], settin
     return message + f"Run with --initialize-port-resources to create them from {settings.blueprints_dir}"
 
 
-def resource_query(resource: ResourceConfig) -> str:
-    """The Opsgenie search query of a resource's selector; ConfigError names a bad filter."""
+def resource_query(resource: ResourceConfig, source: str = "opsgenie") -> str:
+    """The Opsgenie search query of a resource's selector; ConfigError names a bad filter, or
+    (with `source` jsm) a filter JSM incidents cannot answer."""
     if resource.kind not in QUERY_KINDS:
         return ""
     where = f"resources[{resource.index}] (kind {resource.kind})"
-    return build_query(resource.selector.api_query_params, resource.selector.opsgenie_query, where)
+    query = build_query(resource.selector.api_query_params, resource.selector.opsgenie_query, where)
+    if source == "jsm" and resource.kind == "incident":
+        try:
+            incident_filter(query)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return query
 
 
 def _fail_unprocessed(stats: ResourceStats, message: str) -> None:

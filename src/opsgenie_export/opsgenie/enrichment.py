@@ -194,7 +194,7 @@ class Lookups:
 
         def fetch() -> dict[str, dict[str, Any]]:
             try:
-                return self.source.oncalls()
+                return self.source.oncalls(self._complete("schedule", "on-call lookup"))
             except ApiError as exc:
                 raise EnrichmentUnavailable(f"on-call lookup failed: {exc}") from exc
 

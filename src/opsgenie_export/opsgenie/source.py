@@ -11,7 +11,7 @@ when they reach the ceiling — never silently cut.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +28,49 @@ OFFSET_CEILING = 20_000
 
 
 @dataclass(frozen=True)
+class PageFormat:
+    """How an API pages a list (the pager below is shared by both sources): the page-size
+    parameter, the page size, the offset ceiling (`offset + size` may reach it), and where the
+    items and the next-page link are in the envelope."""
+
+    items_key: str = "data"
+    size_param: str = "limit"
+    size: int = PAGE_SIZE
+    ceiling: int = OFFSET_CEILING
+    links_key: str = "paging"
+
+    def items(self, envelope: dict[str, Any]) -> list[dict[str, Any]]:
+        items = envelope.get(self.items_key)
+        return items if isinstance(items, list) else []
+
+    def is_full(self, envelope: dict[str, Any]) -> bool:
+        """A page that says more may follow: a full page and a `next` link."""
+        items = envelope.get(self.items_key)
+        links = envelope.get(self.links_key) or {}
+        return isinstance(items, list) and len(items) >= self.size and bool(links.get("next"))
+
+    def last_offset(self, envelope: dict[str, Any]) -> int:
+        """The offset in the envelope's `last` link (0 when absent or unreadable)."""
+        link = (envelope.get(self.links_key) or {}).get("last")
+        if not isinstance(link, str):
+            return 0
+        try:
+            values = parse_qs(urlsplit(link).query).get("offset") or ["0"]
+            return max(0, int(values[0]))
+        except ValueError:
+            return 0
+
+
+OPSGENIE_PAGES = PageFormat()
+
+
+@dataclass(frozen=True)
 class KindEndpoint:
     path: str
     domain: str
     style: str  # "windowed" (createdAt keyset), "paged" (offset), "single" (one response)
     params: tuple[tuple[str, str], ...] = ()
+    pages: PageFormat = OPSGENIE_PAGES
 
 
 ENDPOINTS: dict[str, KindEndpoint] = {
@@ -52,7 +90,7 @@ ENDPOINTS["schedule-oncall"] = ENDPOINTS["schedule"]
 class Listing:
     """Pages of one kind. Iterate it; afterwards `truncated` says whether the API stopped short."""
 
-    client: OpsgenieClient
+    client: Any  # OpsgenieClient, or any client with the same `get(path, params, domain=)`
     endpoint: KindEndpoint
     query: str = ""
     truncated: bool = False
@@ -71,7 +109,7 @@ class Listing:
         elif style == "paged":
             yield from self._paged()
         else:
-            yield self._get(dict(self.endpoint.params))["data"] or []
+            yield self.endpoint.pages.items(self._get(dict(self.endpoint.params)))
 
     def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.client.get(self.endpoint.path, params, domain=self.endpoint.domain)
@@ -85,6 +123,7 @@ class Listing:
         costs exactly its pages, and nothing past a short page is asked for. The caller stops
         at the first short page or page without `paging.next`; pending pages are cancelled.
         """
+        pages = self.endpoint.pages
         pending: deque[Future[dict[str, Any]]] = deque()
         next_offset, known_last = 0, 0  # known_last: the highest offset known to hold items
         try:
@@ -92,17 +131,17 @@ class Listing:
                 while (
                     len(pending) < max(1, self.parallel)
                     and next_offset <= known_last
-                    and next_offset + PAGE_SIZE <= OFFSET_CEILING
+                    and next_offset + pages.size <= pages.ceiling
                 ):
-                    page_params = {**params, "offset": next_offset, "limit": PAGE_SIZE}
+                    page_params = {**params, "offset": next_offset, pages.size_param: pages.size}
                     pending.append(self._submit(page_params))
-                    next_offset += PAGE_SIZE
+                    next_offset += pages.size
                 if not pending:
                     return
-                offset = next_offset - PAGE_SIZE * len(pending)
+                offset = next_offset - pages.size * len(pending)
                 envelope = pending.popleft().result()
-                if is_full(envelope):
-                    known_last = max(known_last, offset + PAGE_SIZE, last_offset(envelope))
+                if pages.is_full(envelope):
+                    known_last = max(known_last, offset + pages.size, pages.last_offset(envelope))
                 yield envelope
         finally:
             for future in pending:
@@ -123,12 +162,13 @@ class Listing:
         if self.query:
             params["query"] = self.query
         for envelope in self._envelopes(params):
-            items = envelope.get("data") or []
+            items = self.endpoint.pages.items(envelope)
             if items:
                 yield items
-            if not is_full(envelope):
+            if not self.endpoint.pages.is_full(envelope):
                 return
-        self._truncate(f"more than {OFFSET_CEILING} items; the API cannot page past its offset ceiling")
+        ceiling = self.endpoint.pages.ceiling
+        self._truncate(f"more than {ceiling} items; the API cannot page past its offset ceiling")
 
     def _windowed(self) -> Iterator[list[dict[str, Any]]]:
         cursor, delivered = 0, set[str]()  # window = createdAt >= cursor (epoch ms), ascending
@@ -137,7 +177,7 @@ class Listing:
             if not reached_ceiling:
                 return
             if last_ms == cursor:
-                self._truncate(f"more than {OFFSET_CEILING} items share createdAt {cursor} ms")
+                self._truncate(f"more than {self.endpoint.pages.ceiling} items share createdAt {cursor} ms")
                 return
             cursor, delivered = last_ms, ids_at_last
 
@@ -148,7 +188,7 @@ class Listing:
         params = {"query": _and(self.query, f"createdAt>={cursor}"), "sort": "createdAt", "order": "asc"}
         last_ms, ids_at_last = cursor, set(already)
         for envelope in self._envelopes(params):
-            items = envelope.get("data") or []
+            items = self.endpoint.pages.items(envelope)
             fresh = []
             for item in items:
                 created = created_ms(item)
@@ -160,7 +200,7 @@ class Listing:
                 fresh.append(item)
             if fresh:
                 yield fresh
-            if not is_full(envelope):
+            if not self.endpoint.pages.is_full(envelope):
                 return last_ms, ids_at_last, False
         return last_ms, ids_at_last, True
 
@@ -170,21 +210,13 @@ class Listing:
 
 
 def is_full(envelope: dict[str, Any]) -> bool:
-    """A page that says more may follow: PAGE_SIZE items and a `paging.next` link."""
-    data = envelope.get("data")
-    return isinstance(data, list) and len(data) >= PAGE_SIZE and bool((envelope.get("paging") or {}).get("next"))
+    """An Opsgenie page that says more may follow: PAGE_SIZE items and a `paging.next` link."""
+    return OPSGENIE_PAGES.is_full(envelope)
 
 
 def last_offset(envelope: dict[str, Any]) -> int:
-    """The offset in the envelope's `paging.last` link (0 when absent or unreadable)."""
-    link = (envelope.get("paging") or {}).get("last")
-    if not isinstance(link, str):
-        return 0
-    try:
-        values = parse_qs(urlsplit(link).query).get("offset") or ["0"]
-        return max(0, int(values[0]))
-    except ValueError:
-        return 0
+    """The offset in an Opsgenie envelope's `paging.last` link (0 when absent or unreadable)."""
+    return OPSGENIE_PAGES.last_offset(envelope)
 
 
 def created_ms(item: dict[str, Any]) -> int:
@@ -233,8 +265,8 @@ class OpsgenieSource:
                 return {}
             raise
 
-    def oncalls(self) -> dict[str, dict[str, Any]]:
-        """On-calls of every schedule from one call."""
+    def oncalls(self, schedules: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
+        """On-calls of every schedule from one call (the listed schedules are not needed)."""
         data = self.client.get("/v2/schedules/on-calls", {"flat": "true"}, domain="schedule-oncalls")
         return {entry["_parent"]["id"]: entry for entry in data.get("data") or []}
 

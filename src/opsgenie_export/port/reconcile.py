@@ -37,6 +37,7 @@ def plan_deletion(
     blockers: list[str],
     threshold: float,
     keep_targets: bool,
+    threshold_hint: str = "",
 ) -> DeletionPlan:
     plan = DeletionPlan(blueprint, existing)
     stale = list(unseen)
@@ -50,7 +51,7 @@ def plan_deletion(
     elif plan.existing and len(stale) / plan.existing > threshold:
         plan.skip_reason = (
             f"{len(stale)} of {plan.existing} entities ({len(stale) / plan.existing:.0%}) would be deleted, "
-            f"above entityDeletionThreshold {threshold:g}"
+            f"above entityDeletionThreshold {threshold:g}{threshold_hint}"
         )
     return plan
 

@@ -4,6 +4,7 @@ blueprints initialised, and the real sync through HTTP — the same code path as
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ def start_jsm_face(account: Account, **options: Any) -> JsmFace:
     return JsmFace(account, email=DEMO_ATLASSIAN_EMAIL, api_token=DEMO_ATLASSIAN_TOKEN, **options).start()
 
 
-def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console: Any) -> tuple[RunOutcome, dict]:
+def run_demo(
+    *, alerts: int, incidents: int, services: int, sample: int, console: Any, source: str = "opsgenie"
+) -> tuple[RunOutcome, dict]:
+    """The demo sync; `source="jsm"` reads the same account through its JSM/Jira face."""
     account = demo_account(alerts, incidents, services)
     mapping_path = PACKAGE_DEFAULTS / "mapping.yaml"
     config = load_mapping(mapping_path)
@@ -58,8 +62,24 @@ def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console
     with (
         OpsgenieEmulator(account, api_key=DEMO_KEY) as opsgenie,
         PortEmulator(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET) as port,
+        contextlib.ExitStack() as stack,
     ):
-        console.print(f"sandbox: Opsgenie emulator at {opsgenie.url}, Port emulator at {port.url}", markup=False)
+        jsm: dict[str, Any] = {}
+        if source == "jsm":
+            face = stack.enter_context(start_jsm_face(account))
+            console.print(f"sandbox: JSM emulator at {face.api_url} (site {face.site_url})", markup=False)
+            jsm = {
+                "source": "jsm",
+                "jsm_site_url": face.site_url,
+                "jsm_api_url": face.api_url,
+                "jsm_cloud_id": face.cloud_id,
+                "jsm_org_id": face.org_id,
+                "atlassian_email": DEMO_ATLASSIAN_EMAIL,
+                "atlassian_api_token": DEMO_ATLASSIAN_TOKEN,
+            }
+        else:
+            console.print(f"sandbox: Opsgenie emulator at {opsgenie.url}", markup=False)
+        console.print(f"sandbox: Port emulator at {port.url}", markup=False)
         settings = Settings(
             opsgenie_token=DEMO_KEY,
             opsgenie_url=opsgenie.url,
@@ -69,6 +89,7 @@ def run_demo(*, alerts: int, incidents: int, services: int, sample: int, console
             mapping_path=mapping_path,
             blueprints_dir=PACKAGE_DEFAULTS / "blueprints",
             initialize_port_resources=True,
+            **jsm,
         )
         outcome = run_sync(settings, config, compiled, RunOptions(blueprints=blueprints), events=TextEvents(console))
         samples = {bp: list(entities.values())[:sample] for bp, entities in sorted(port.entities.items())}
