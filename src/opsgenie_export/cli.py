@@ -631,7 +631,8 @@ def demo(
     """Start the built-in sandbox (emulated Opsgenie, JSM and Port on 127.0.0.1) and run a real sync."""
     from opsgenie_export.sandbox.demo import run_demo
 
-    _check_choice("--source", source, ("opsgenie", "jsm"))
+    if source not in ("opsgenie", "jsm"):
+        raise typer.BadParameter(f"{source!r} is not one of opsgenie, jsm", param_hint="--source")
     color = not no_color and not os.environ.get("NO_COLOR")
     console = make_console(sys.stderr, color=color)
     outcome, samples = run_demo(

@@ -196,9 +196,8 @@ class JsmSource:
         listed = next((t for t in self.teams() if t["id"] == team_id), None)
         if listed is None:
             return {}
-        member_ids = self.members(team_id)
-        self.users.ensure(member_ids)
-        return shape.team_details(listed, member_ids, self.users.get)
+        self.directory()
+        return shape.team_details(listed, self.members(team_id), self.users.get)
 
     def oncalls(self, schedules: Sequence[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
         """One on-call call per schedule; recipients named by e-mail where the site shows it."""
@@ -288,18 +287,41 @@ class JsmSource:
 
         return self._once(f"members:{team_id}", fetch)
 
-    def schedules(self) -> list[dict[str, Any]]:
+    def raw_schedules(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
             endpoint = KindEndpoint(
                 f"{self.ops}/schedules", "config", "paged", (("expand", "rotation"),), pages=SCHEDULE_PAGES
             )
-            raw = [item for page in Listing(self.client, endpoint) for item in page]
-            participants = [p.get("id") for s in raw for r in s.get("rotations") or [] for p in r["participants"]]
-            self.users.ensure(str(p) for p in participants if p)
+            return [item for page in Listing(self.client, endpoint) for item in page]
+
+        return self._once("raw_schedules", fetch)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        def fetch() -> list[dict[str, Any]]:
+            raw = self.raw_schedules()
+            self.directory()
             names = self.team_names() if any(s.get("teamId") for s in raw) else {}
             return [shape.schedule(s, names, self.users.get) for s in raw]
 
         return self._once("schedules", fetch)
+
+    def directory(self) -> None:
+        """Every user the teams (members, with the org id) and schedules (rotations) name, asked
+        in one `user/bulk` pass (100 a call) instead of one per team or page."""
+
+        def fetch() -> bool:
+            referenced: list[str] = []
+            if self.org_id:
+                for team in self.teams():
+                    referenced += self.members(team["id"])
+            for schedule in self.raw_schedules():
+                for rotation in schedule.get("rotations") or []:
+                    participants = rotation.get("participants") or []
+                    referenced += [str(p.get("id")) for p in participants if p.get("type") == "user" and p.get("id")]
+            self.users.ensure(referenced)
+            return True
+
+        self._once("directory", fetch)
 
     def escalations(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
@@ -377,6 +399,7 @@ class JsmSource:
 
     def _user_pages(self) -> Iterator[list[dict[str, Any]]]:
         """The Jira users that teams (members), schedules (rotations) and escalations name."""
+        self.directory()
         referenced: list[str] = []
         if self.org_id:
             for team in self.teams():
