@@ -15,6 +15,7 @@ import pytest
 
 from opsgenie_export.sandbox.accounts import Account, generate_account
 from opsgenie_export.sandbox.port_emulator import PortEmulator
+from opsgenie_export.sandbox.server import FaultPlan, FaultRule
 
 from conftest import (
     ATLASSIAN_EMAIL,
@@ -402,3 +403,17 @@ def test_25000_alerts_all_arrive_with_the_floor_of_requests(tmp_path: Path) -> N
         assert again.exit_code == 0
         open_incidents = sum(1 for i in account.incidents if i["status"] == "open")
         assert calls(r"/v1/incident/[^/]+/alert$") == open_incidents  # the link cache answers for the rest
+
+
+RATES = {"error_rate": 0.05, "drop_rate": 0.03, "truncate_rate": 0.03, "garble_rate": 0.03, "html_rate": 0.03}
+RATES |= {"null_data_rate": 0.03, "non_utf8_rate": 0.03}
+
+
+def test_faults_on_every_jsm_endpoint_are_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    faults = FaultPlan([FaultRule(path=r"/(jsm|rest|public)/", **RATES)])
+    with running_sandbox(small_account(), jsm=True, jsm_options={"org_id": ORG_ID, "faults": faults}) as sandbox:
+        result, summary = sync(jsm_env(sandbox), DEFAULT, tmp_path, "--no-cache")
+        assert result.exit_code == 0, result.output
+        assert summary["requests"]["retries"] > 0
+        assert set(sandbox.port.entities["opsGenieAlert"]) == {a["id"] for a in sandbox.account.alerts}
+        assert len(sandbox.port.entities["opsGenieIncident"]) == len(sandbox.account.incidents)

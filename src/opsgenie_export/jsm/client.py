@@ -11,7 +11,6 @@ refused scope or role — both stop the run without a retry (exit 3).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,11 +22,13 @@ import requests
 
 from opsgenie_export.errors import ApiError, AuthError
 from opsgenie_export.transport import (
+    REQUEST_FAILURES,
     RETRYABLE_STATUSES,
     Pacer,
     WaitBudget,
     backoff_delay,
-    certificate_problem,
+    classify_exception,
+    decode_json,
     jittered,
     pooled_session,
 )
@@ -86,23 +87,35 @@ class JsmClient:
     def close(self) -> None:
         self._session.close()
 
-    def get(self, url: str, params: Any = None, *, domain: str, auth: bool = True) -> Any:
-        return self.request("GET", url, params=params, domain=domain, auth=auth)
+    def get(
+        self, url: str, params: Any = None, *, domain: str, expect: str | type | None = None, auth: bool = True
+    ) -> Any:
+        return self.request("GET", url, params=params, domain=domain, expect=expect, auth=auth)
 
-    def post(self, url: str, body: Any, *, domain: str) -> Any:
-        return self.request("POST", url, body=body, domain=domain)
+    def post(self, url: str, body: Any, *, domain: str, expect: str | type | None = None) -> Any:
+        return self.request("POST", url, body=body, domain=domain, expect=expect)
 
     def request(
-        self, method: str, url: str, *, params: Any = None, body: Any = None, domain: str, auth: bool = True
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        domain: str,
+        expect: str | type | None = None,
+        auth: bool = True,
     ) -> Any:
-        """The decoded JSON answer; a typed error when the request fails for good."""
+        """The decoded JSON answer; a typed error when the request fails for good. `expect`
+        names a key the answer must hold (not null), or is `list` for a JSON list: a 200 without it (`{"data": null}`, a
+        proxy's JSON) is a failed attempt, retried — never read as an empty list."""
         pacer = self._pacer(url)
         attempt = 0
         where = f"{method} {_path(url)}"
         while True:
             self.budget.stop.check()
             pacer.acquire()
-            outcome = self._attempt(method, url, params, body, domain, auth, pacer)
+            outcome = self._attempt(method, url, (params, body, expect), domain, auth, pacer)
             if not isinstance(outcome, _Retry):
                 return outcome.value
             if outcome.status == 429:
@@ -121,29 +134,30 @@ class JsmClient:
         host = urlsplit(url).netloc
         with self._lock:
             if host not in self._pacers:
-                self._pacers[host] = Pacer(stop=self.budget.stop)
+                self._pacers[host] = Pacer(stop=self.budget.stop, budget=self.budget, name=f"JSM {host}")
             return self._pacers[host]
 
     def _attempt(
-        self, method: str, url: str, params: Any, body: Any, domain: str, auth: bool, pacer: Pacer
+        self, method: str, url: str, payload: tuple[Any, Any, str | type | None], domain: str, auth: bool, pacer: Pacer
     ) -> _Answer | _Retry:
+        params, body, expect = payload
         try:
             response = self._session.request(
                 method, url, params=params, json=body, timeout=self.timeout, auth=None if auth else _NoAuth()
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except REQUEST_FAILURES as exc:  # sorted in one place: transport.classify_exception
             self.stats.count(domain, None)
-            problem = certificate_problem(exc)
-            if problem:
-                raise ApiError(f"JSM {method} {_path(url)}: {problem}") from None
-            return _Retry(None, f"connection failed ({type(exc).__name__})", None)
+            failure = classify_exception(exc)
+            if not failure.retryable:
+                raise ApiError(f"JSM {method} {_path(url)}: {failure.detail}") from None
+            return _Retry(None, failure.detail, None)
         self.stats.count(domain, response.status_code)
         if response.status_code in (200, 201):
             _slow_down_near_limit(response, pacer)
-            try:
-                return _Answer(response.json())
-            except (json.JSONDecodeError, requests.JSONDecodeError):
-                return _Retry(None, "truncated or invalid JSON body", None)
+            answer, problem = decode_json(response, lambda value: _valid(value, expect))
+            if problem is not None:
+                return _Retry(None, f"HTTP {response.status_code} with {problem}", None)
+            return _Answer(answer)
         if response.status_code in RETRYABLE_STATUSES and response.status_code != 501:
             return _Retry(response.status_code, describe(response), wait_hint(response))
         raise final_error(response, method, url, domain)
@@ -167,6 +181,26 @@ class _NoAuth(requests.auth.AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers.pop("Authorization", None)
         return request
+
+
+def _valid(body: Any, expect: str | type | None) -> bool:
+    if expect is None:
+        return isinstance(body, dict | list)
+    if isinstance(expect, type):
+        return isinstance(body, expect)
+    return isinstance(body, dict) and body.get(expect) is not None
+
+
+class Expecting:
+    """The client as the shared pager (opsgenie/source.py Listing) calls it, with the envelope's
+    items key required in every page."""
+
+    def __init__(self, client: JsmClient, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def get(self, url: str, params: Any = None, *, domain: str) -> Any:
+        return self.client.get(url, params, domain=domain, expect=self.key)
 
 
 def _path(url: str) -> str:

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from opsgenie_export.errors import ApiError, ConfigError
 from opsgenie_export.jsm import shape
-from opsgenie_export.jsm.client import JsmClient
+from opsgenie_export.jsm.client import Expecting, JsmClient
 from opsgenie_export.jsm.query import incident_filter
 from opsgenie_export.opsgenie.links import LinkCache
 from opsgenie_export.opsgenie.source import KindEndpoint, Listing, PageFormat
@@ -104,7 +104,7 @@ class _Users:
         start_at = 0
         while True:
             params = [("accountId", a) for a in chunk] + [("startAt", start_at), ("maxResults", USERS_PER_CALL)]
-            page = self._client.get(self._url, params, domain="users")
+            page = self._client.get(self._url, params, domain="users", expect="values")
             values = page.get("values") or []
             found.extend(values)
             if page.get("isLast", True) or not values:
@@ -158,13 +158,13 @@ class JsmSource:
         call, so a wrong e-mail or token stops the run at once (exit 3)."""
         if not self.cloud_id:
             self.cloud_id = self._discover_cloud_id()
-        self.client.get(f"{self.site_url}/rest/api/3/myself", None, domain="users")
+        self.client.get(f"{self.site_url}/rest/api/3/myself", None, domain="users", expect="accountId")
         return {}
 
     def _discover_cloud_id(self) -> str:
         url = f"{self.site_url}/_edge/tenant_info"
         try:
-            info = self.client.get(url, None, domain="tenant", auth=False)
+            info = self.client.get(url, None, domain="tenant", auth=False, expect="cloudId")
         except ApiError as exc:
             raise ConfigError(f"could not read the cloud id from {url} ({exc}): set JSM_CLOUD_ID") from exc
         cloud_id = info.get("cloudId") if isinstance(info, dict) else None
@@ -176,7 +176,8 @@ class JsmSource:
         kind = "schedule" if kind == "schedule-oncall" else kind
         if kind == "alert":
             endpoint = KindEndpoint(f"{self.ops}/alerts", "alerts", "windowed", pages=ALERT_PAGES)
-            return ShapedPages(Listing(self.client, endpoint, query, pool=pool, parallel=parallel), _alerts)
+            client = Expecting(self.client, "values")
+            return ShapedPages(Listing(client, endpoint, query, pool=pool, parallel=parallel), _alerts)
         if kind == "incident":
             matches = incident_filter(query)
             return StaticPages(lambda: self._incident_pages(matches))
@@ -206,7 +207,7 @@ class JsmSource:
             schedule_id = str(schedule.get("id"))
             url = f"{self.ops}/schedules/{quote(schedule_id, safe='')}/on-calls"
             try:
-                answer = self.client.get(url, {"flat": "true"}, domain="config")
+                answer = self.client.get(url, {"flat": "true"}, domain="config", expect="onCallUsers")
             except ApiError as exc:
                 if exc.status == 404:
                     continue  # deleted since it was listed
@@ -225,7 +226,7 @@ class JsmSource:
             if start_key:
                 params["startKey"] = start_key
             try:
-                answer = self.client.get(url, params, domain="incidents")
+                answer = self.client.get(url, params, domain="incidents", expect="values")
             except ApiError as exc:
                 if exc.status == 404:
                     return []  # deleted since it was listed
@@ -248,7 +249,7 @@ class JsmSource:
     # -- kinds listed once per run ------------------------------------------------------------
     def teams(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
-            answer = self.client.get(f"{self.ops}/teams", None, domain="config")
+            answer = self.client.get(f"{self.ops}/teams", None, domain="config", expect="platformTeams")
             return [shape.team(t, self.site_url) for t in answer.get("platformTeams") or []]
 
         return self._once("teams", fetch)
@@ -274,7 +275,7 @@ class JsmSource:
                 if after:
                     body["after"] = after
                 try:
-                    answer = self.client.post(url, body, domain="teams")
+                    answer = self.client.post(url, body, domain="teams", expect="results")
                 except ApiError as exc:
                     if exc.status == 404:
                         return account_ids
@@ -292,7 +293,7 @@ class JsmSource:
             endpoint = KindEndpoint(
                 f"{self.ops}/schedules", "config", "paged", (("expand", "rotation"),), pages=SCHEDULE_PAGES
             )
-            return [item for page in Listing(self.client, endpoint) for item in page]
+            return [item for page in Listing(Expecting(self.client, "values"), endpoint) for item in page]
 
         return self._once("raw_schedules", fetch)
 
@@ -330,7 +331,8 @@ class JsmSource:
                 url = f"{self.ops}/teams/{quote(team['id'], safe='')}/escalations"
                 endpoint = KindEndpoint(url, "config", "paged", pages=ESCALATION_PAGES)
                 try:
-                    out += [shape.escalation(e, team) for page in Listing(self.client, endpoint) for e in page]
+                    pages = Listing(Expecting(self.client, "values"), endpoint)
+                    out += [shape.escalation(e, team) for page in pages for e in page]
                 except ApiError as exc:
                     if exc.status != 404:  # a team deleted since it was listed has none
                         raise
@@ -349,7 +351,7 @@ class JsmSource:
             if token:
                 params["nextPageToken"] = token
             try:
-                answer = self.client.get(url, params, domain="search")
+                answer = self.client.get(url, params, domain="search", expect="issues")
             except ApiError as exc:
                 if exc.status == 400:
                     raise ApiError(
@@ -369,7 +371,7 @@ class JsmSource:
         """The custom field ids of "Affected services" and "Responders" on this site (one call)."""
 
         def fetch() -> tuple[str | None, str | None]:
-            known = self.client.get(f"{self.site_url}/rest/api/3/field", None, domain="search")
+            known = self.client.get(f"{self.site_url}/rest/api/3/field", None, domain="search", expect=list)
             by_name = {str(f.get("name", "")).lower(): str(f.get("id")) for f in known if isinstance(f, dict)}
             return by_name.get(INCIDENT_FIELD_NAMES["services"]), by_name.get(INCIDENT_FIELD_NAMES["responders"])
 
@@ -380,7 +382,8 @@ class JsmSource:
         offset = 0
         while True:
             try:
-                answer = self.client.get(url, {"offset": offset, "size": SERVICES_PAGE}, domain="services")
+                params = {"offset": offset, "size": SERVICES_PAGE}
+                answer = self.client.get(url, params, domain="services", expect="services")
             except ApiError as exc:
                 if exc.status == 404:
                     raise ApiError(
