@@ -147,7 +147,7 @@ class JsmClient:
             )
         except REQUEST_FAILURES as exc:  # sorted in one place: transport.classify_exception
             self.stats.count(domain, None)
-            failure = classify_exception(exc)
+            failure = classify_exception(exc, url)
             if not failure.retryable:
                 raise ApiError(f"JSM {method} {_path(url)}: {failure.detail}") from None
             return _Retry(None, failure.detail, None)
