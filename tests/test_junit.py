@@ -12,6 +12,7 @@ import pytest
 from opsgenie_export.errors import AuthError, ConfigError
 from opsgenie_export.junit import junit_xml
 from opsgenie_export.outcome import BlueprintStats, ResourceStats, RunOutcome
+from opsgenie_export.sandbox.server import FaultRule
 
 from conftest import OPSGENIE_KEY, PORT_SECRET, REPO, Sandbox, default_mapping_with, run_cli, sync_args
 
@@ -296,3 +297,22 @@ def test_cli_report_that_cannot_be_written_fails_the_run(seed_sandbox: Sandbox, 
     result = run_cli(sync_args("--junit-xml", str(blocker / "junit.xml")), seed_sandbox.env)
     assert result.exit_code == 1
     assert "--junit-xml" in result.stderr and "could not write the report" in result.stderr
+
+
+def test_cli_usage_errors_and_internal_errors_still_write_the_report(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    report = tmp_path / "usage.xml"
+    result = run_cli(sync_args("--workers", "0", "--junit-xml", str(report)), seed_sandbox.env)
+    assert result.exit_code == 2
+    root = parse_junit(report.read_text(encoding="utf-8"))
+    assert counts(root) == (1, 0, 1, 0)
+    assert case(root, "run").find("error").get("message").startswith("usage: ")
+
+    # An Opsgenie answer the code does not anticipate (alerts that are not objects): an internal error.
+    body = {"data": [17, 18], "took": 0.01, "requestId": "r-1"}
+    seed_sandbox.opsgenie.faults.add(FaultRule(path=r"^/v2/alerts$", status=200, body=body))
+    report = tmp_path / "internal.xml"
+    result = run_cli(sync_args("--junit-xml", str(report)), seed_sandbox.env)
+    assert result.exit_code == 1, result.output
+    root = parse_junit(report.read_text(encoding="utf-8"))
+    error = case(root, "run").find("error")
+    assert error.get("type") == "fatal" and error.get("message").startswith("internal error: ")
