@@ -118,6 +118,9 @@ def test_release_builds_checks_installs_and_runs_the_wheel(tmp_path: Path) -> No
         names = set(archive.namelist())
         metadata = archive.read(f"opsgenie_export-{__version__}.dist-info/METADATA").decode()
     assert set(PACKAGED) <= names, set(PACKAGED) - names
+    package = checkout / "src"
+    modules = {str(path.relative_to(package)) for path in package.rglob("*.py") if "egg-info" not in str(path)}
+    assert modules <= names, modules - names  # every module, also of a subpackage added later
     assert f"opsgenie_export-{__version__}.dist-info/licenses/LICENSE" in names
     assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
     assert f"\nVersion: {__version__}\n" in metadata
