@@ -35,7 +35,7 @@ from opsgenie_export.report import (
 )
 from opsgenie_export.sandbox.server import FaultRule
 
-from conftest import OPSGENIE_KEY, PORT_SECRET, Sandbox, run_cli, sync_args
+from conftest import OPSGENIE_KEY, Sandbox, assert_no_secret_leak, run_cli, sync_args
 
 PWNED = "::error::pwned"
 VSO = "x\n##vso[task.complete result=Succeeded]"
@@ -460,8 +460,7 @@ def ci_env(sandbox: Sandbox, tmp_path: Path, runner: dict[str, str]) -> dict[str
 
 
 def assert_no_secret(*texts: str) -> None:
-    for text in texts:
-        assert OPSGENIE_KEY not in text and PORT_SECRET not in text
+    assert_no_secret_leak(*texts)  # the suite's one leak check: every form of every secret
 
 
 def test_e2e_github_run_with_a_failed_kind(seed_sandbox: Sandbox, tmp_path: Path) -> None:
@@ -536,6 +535,7 @@ def test_e2e_output_captured_to_files_has_no_control_sequence(seed_sandbox: Sand
         assert "\x1b" not in path.read_text(encoding="utf-8"), path
     assert "Opsgenie → Port" in err.read_text(encoding="utf-8")
     assert_no_command(err.read_text(encoding="utf-8"))
+    assert_no_secret_leak(out.read_text(), err.read_text(), args=argv, env=env)
 
 
 # -- warnings (items the mapping skips or merges) ------------------------------------------------------

@@ -299,3 +299,17 @@ def test_the_package_masks_every_form(leak: Any) -> None:
     masked = redact("output: " + leak(ODD_SECRET), (ODD_SECRET,))
     assert "****" in masked
     assert_no_secret_leak(masked, env={"SOME_API_TOKEN": ODD_SECRET})
+
+
+def test_serve_reports_an_internal_error_in_one_line(seed_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opsgenie_export import serve
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"listener exploded with {PORT_SECRET!r}")
+
+    monkeypatch.setattr(serve, "build_service", broken)
+    env = {**seed_sandbox.env, "OPSGENIE_WEBHOOK_SECRET": "a-long-webhook-secret-0123456789"}
+    result = run_cli(["serve", "--port", "0"], env)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("internal error: RuntimeError: listener exploded with '****'")
+    assert "Traceback" not in result.output

@@ -30,7 +30,7 @@ from opsgenie_export.serve import MAX_BODY, ServeConfig, WebhookService, build_s
 from opsgenie_export.settings import Options, resolve
 from opsgenie_export.webhook import EventQueue, RetryPolicy, WebhookEvent, epoch_ms
 
-from conftest import REPO, Sandbox, default_mapping_with, running_sandbox
+from conftest import REPO, Sandbox, assert_no_secret_leak, default_mapping_with, running_sandbox
 
 SECRET = "whsec-7f3a9c1e5b2d4f6a8c0e"
 ALERT_BP = "opsGenieAlert"
@@ -637,6 +637,7 @@ def next_line(lines: queue.Queue[str], containing: str, timeout: float = 20.0) -
         except queue.Empty:
             break
         seen.append(line)
+        assert_no_secret_leak(line, env={"OPSGENIE_WEBHOOK_SECRET": SECRET})
         if containing in line:
             return line
     raise AssertionError(f"no line with {containing!r}; got {seen}")
@@ -668,6 +669,7 @@ def test_sigterm_closes_the_listener_drains_the_queue_and_exits_0(seed_sandbox: 
 def test_the_command_refuses_to_start_without_a_secret(seed_sandbox: Sandbox, tmp_path: Path) -> None:
     process = spawn(seed_sandbox, tmp_path, "--no-env-file", secret=None)
     _, stderr = process.communicate(timeout=30)
+    assert_no_secret_leak(stderr)
     assert process.returncode == 2
     assert "OPSGENIE_WEBHOOK_SECRET" in stderr
     assert seed_sandbox.port.count() == 0 and seed_sandbox.opsgenie.count() == 0
