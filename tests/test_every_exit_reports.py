@@ -313,3 +313,16 @@ def test_serve_reports_an_internal_error_in_one_line(seed_sandbox: Sandbox, monk
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("internal error: RuntimeError: listener exploded with '****'")
     assert "Traceback" not in result.output
+
+
+def test_a_fatal_error_mid_run_still_writes_what_was_mapped(seed_sandbox: Sandbox, tmp_path: Path) -> None:
+    """Opsgenie refuses the key when the alerts are listed (a revoked key): the services and
+    incidents already mapped are still written, nothing is deleted, and the run reports exit 3."""
+    seed_sandbox.opsgenie.faults.add(FaultRule(path=r"^/v2/alerts", status=401, body={"message": "revoked"}))
+    result, summary = _run(seed_sandbox, tmp_path)
+    data = _check_artifacts(result, summary, 3)
+    assert "Opsgenie refused the API key" in data["fatal"]
+    assert len(seed_sandbox.port.entities["opsGenieService"]) == 2
+    assert len(seed_sandbox.port.entities["opsGenieIncident"]) == 2
+    assert seed_sandbox.port.count("POST", r"/bulk/entities/delete$") == 0
+    assert all(b["deletion"] != "done" for b in data["blueprints"])

@@ -135,7 +135,7 @@ def _blueprint_case(blueprint: Mapping[str, Any], summary: Mapping[str, Any], cl
         detail = [*(f"failed entity: {e}" for e in errors), *(p for p in problems if p.startswith("deletion"))]
         kind = "failed-entities" if failed else "deletion-skipped"
         _add(case, "failure", clean, f"{name}: {'; '.join(problems)}", kind, detail)
-    elif deletion == "not run":
+    elif deletion.startswith("not run"):
         _add(case, "skipped", clean, _not_reached(summary, "reconciled"), None, [])
     counts = ", ".join(f"{column} {_int(blueprint.get(column))}" for column in _BLUEPRINT_COUNTS)
     out = [f"blueprint {name}: {counts}; deletion {deletion or 'unknown'}"]

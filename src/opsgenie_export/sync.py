@@ -161,9 +161,9 @@ def _after_fatal(run: _Run, fatal: ExportError) -> None:
     fetched item that never reached a bucket counts as failed with the reason."""
     sink = run.sink
     if sink is not None:
-        writable = not sink.port_failed and not isinstance(
-            fatal, Interrupted | PortStateError | AuthError | WaitBudgetExceeded
-        )
+        # Port refusing a write or unreachable, a signal, an unreadable state or a spent budget:
+        # nothing more is sent. Anything else (Opsgenie refusing its key mid-run, a bug): flush.
+        writable = not sink.port_failed and not isinstance(fatal, Interrupted | PortStateError | WaitBudgetExceeded)
         try:
             if writable:
                 sink.close(relation_order(run.relation_targets))
@@ -176,6 +176,9 @@ def _after_fatal(run: _Run, fatal: ExportError) -> None:
         if missing > 0:
             stats.add("failed", missing, error=f"{missing} fetched items not processed: the run stopped ({fatal})")
             stats.add("unprocessed", missing)
+    for blueprint in run.outcome.blueprints.values():
+        if blueprint.deletion == "not run":
+            blueprint.deletion = "not run: the run stopped before reconciling"
 
 
 def _mapped_items(settings: Settings, source: Source, config: MappingConfig) -> MappedItems | None:
