@@ -52,7 +52,7 @@ DEFAULT_JSM_API_URL = "https://api.atlassian.com"
 # created during the run come last). Unverified for every site: set JSM_INCIDENT_JQL to yours.
 DEFAULT_INCIDENT_JQL = 'issuetype = "[System] Incident" ORDER BY created ASC'
 
-SECRET_KEYS = ("opsgenie_token", "port_client_secret")  # never printed, in any form
+SECRET_KEYS = ("opsgenie_token", "port_client_secret", "atlassian_api_token")  # never printed, in any form
 MIN_SECRET_LENGTH = 8  # shorter values cannot be masked without masking ordinary text too
 # Environment names whose values are masked in all output, whichever command runs.
 SECRET_NAME_PATTERN = re.compile(r"(TOKEN|SECRET|API_KEY|PASSWORD)$")
