@@ -656,3 +656,16 @@ def test_every_endpoint_answers_for_every_item_of_the_demo_account(ids_changed: 
         face.stop()
     assert statuses and set(statuses) == {200}
     assert all(entry.status < 500 for entry in face.requests())
+
+
+def test_a_started_face_used_as_a_context_manager_is_not_started_twice() -> None:
+    account = seed_account()
+    face = start_jsm_face(account)
+    urls = (face.api_url, face.site_url)
+    with face as entered:
+        assert entered is face and (face.api_url, face.site_url) == urls
+        assert requests.get(f"{face.site_url}/_edge/tenant_info").status_code == 200
+    with pytest.raises(RuntimeError):
+        face.api_url  # noqa: B018 - stopped for good: no second server was left behind
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{urls[1]}/_edge/tenant_info", timeout=5)

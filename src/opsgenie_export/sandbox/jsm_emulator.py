@@ -259,8 +259,11 @@ class JsmFace:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, tls: ssl.SSLContext | None = None) -> JsmFace:
-        self.api.start(tls)
-        self.site.start(tls)
+        """Start both servers; a face already running is left as it is (so `with start_jsm_face(…)`
+        does not start a second pair of servers)."""
+        for server in (self.api, self.site):
+            if server._httpd is None:
+                server.start(tls)
         return self
 
     def stop(self) -> None:
