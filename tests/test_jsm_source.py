@@ -7,6 +7,8 @@ import base64
 import json
 import math
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from opsgenie_export.sandbox.accounts import Account, generate_account
+from opsgenie_export.sandbox.demo import serve_sandbox
 from opsgenie_export.sandbox.port_emulator import PortEmulator
 from opsgenie_export.sandbox.server import FaultPlan, FaultRule
 
@@ -417,3 +420,37 @@ def test_faults_on_every_jsm_endpoint_are_retried_and_nothing_is_lost(tmp_path: 
         assert summary["requests"]["retries"] > 0
         assert set(sandbox.port.entities["opsGenieAlert"]) == {a["id"] for a in sandbox.account.alerts}
         assert len(sandbox.port.entities["opsGenieIncident"]) == len(sandbox.account.incidents)
+
+
+def test_a_token_with_a_line_break_inside_is_refused_before_any_request(both: Sandbox) -> None:
+    env = jsm_env(both, ATLASSIAN_API_TOKEN=f"{ATLASSIAN_TOKEN[:10]}\n{ATLASSIAN_TOKEN[10:]}")
+    result = run_cli(["sync", "--mapping", str(DEFAULT[0]), "--blueprints", str(DEFAULT[1])], env)
+    assert result.exit_code == 2, result.output
+    assert "Atlassian API token" in result.output
+    assert both.jsm.count() == 0 and both.port.count() == 0  # type: ignore[union-attr]
+    assert ATLASSIAN_TOKEN[:10] not in result.output and ATLASSIAN_TOKEN[10:] not in result.output
+
+
+def test_the_sandbox_command_serves_the_same_account_as_jsm(tmp_path: Path) -> None:
+    env_file = tmp_path / "sandbox.env"
+    stop = threading.Event()
+    said: list[str] = []
+    server = threading.Thread(
+        target=serve_sandbox,
+        args=(env_file,),
+        kwargs={"alerts": 20, "incidents": 3, "services": 2, "stop": stop, "say": said.append},
+        daemon=True,
+    )
+    server.start()
+    try:
+        for _ in range(200):
+            if any("serving until" in line for line in said):
+                break
+            time.sleep(0.05)
+        assert any("--source jsm" in line for line in said)
+        result = run_cli(["sync", "--env-file", str(env_file), "--source", "jsm", "--initialize-port-resources"])
+        assert result.exit_code == 0, result.output
+        assert "JSM Operations → Port" in result.output
+    finally:
+        stop.set()
+        server.join(10)

@@ -7,7 +7,6 @@ value came from, and `Settings.describe()` shows them with secrets masked.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import re
@@ -126,9 +125,9 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in any output, in every form they travel in."""
+        """Values that must never appear in any output (redaction.py masks every form of each,
+        the Basic-auth base64 of `e-mail:token` included)."""
         values = [self.opsgenie_token, self.port_client_secret, self.atlassian_api_token]
-        values += basic_auth_forms(self.atlassian_email, self.atlassian_api_token)
         return tuple(s for s in values if s)
 
     def describe(self) -> dict[str, str]:
@@ -161,15 +160,6 @@ class Settings:
 def mask(secret: str | None) -> str:
     """A masked form that tells whether a secret is set without revealing any of it."""
     return f"****({len(secret)} chars)" if secret else "(not set)"
-
-
-def basic_auth_forms(user: str, secret: str) -> list[str]:
-    """The Basic-auth header value of `user:secret` (base64), with and without padding: a
-    secret must not leak through its encoded form either."""
-    if not secret:
-        return []
-    encoded = base64.b64encode(f"{user}:{secret}".encode()).decode()
-    return [encoded, encoded.rstrip("=")]
 
 
 def load_environment(

@@ -109,6 +109,7 @@ def serve_sandbox(
     with (
         OpsgenieEmulator(account, api_key=DEMO_KEY) as opsgenie,
         PortEmulator(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET) as port,
+        start_jsm_face(account) as face,
     ):
         values = {
             "OPSGENIE_API_URL": opsgenie.url,
@@ -117,6 +118,7 @@ def serve_sandbox(
             "PORT_CLIENT_ID": DEMO_CLIENT_ID,
             "PORT_CLIENT_SECRET": DEMO_CLIENT_SECRET,
             "OPSGENIE_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+            **face.env(),  # the same account as JSM Operations: add --source jsm
         }
         env_file.write_text("".join(f"{name}={value}\n" for name, value in values.items()), encoding="utf-8")
         say(f"sandbox: Opsgenie emulator at {opsgenie.url}, Port emulator at {port.url} (no blueprints yet)")
@@ -124,6 +126,7 @@ def serve_sandbox(
         say(f"  opsgenie-export sync --env-file {env_file} --initialize-port-resources")
         say(f"  opsgenie-export validate --from-port --env-file {env_file}")
         say(f"  opsgenie-export serve --env-file {env_file} --port 8000")
+        say(f"  opsgenie-export sync --env-file {env_file} --source jsm   (the same account from its JSM emulator)")
         say("sandbox: serving until Ctrl-C")
         stop.wait()
     env_file.unlink(missing_ok=True)
