@@ -454,3 +454,16 @@ def test_the_sandbox_command_serves_the_same_account_as_jsm(tmp_path: Path) -> N
     finally:
         stop.set()
         server.join(10)
+
+
+def test_without_the_org_id_items_that_need_team_members_fail_with_the_fix(both: Sandbox, tmp_path: Path) -> None:
+    env = {k: v for k, v in jsm_env(both).items() if k != "JSM_ORG_ID"}
+    result, summary = sync(env, DEFAULT, tmp_path)
+    assert result.exit_code == 1
+    services = next(r for r in summary["resources"] if r["kind"] == "service")
+    assert services["failed"] == len(both.account.services)
+    assert "JSM_ORG_ID" in services["errors"][0]
+    # nothing written with blank members (Port holds only the stubs incidents' relations create)
+    assert all(not e.get("properties") for e in both.port.entities.get("opsGenieService", {}).values())
+    alerts = next(r for r in summary["resources"] if r["kind"] == "alert")
+    assert alerts["status"] == "ok" and alerts["failed"] == 0
