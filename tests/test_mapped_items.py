@@ -28,12 +28,18 @@ def box() -> Iterator[Sandbox]:
         yield sandbox
 
 
+def _jq_mapping(tmp_path: Path) -> Path:
+    """The default mapping with the alert title computed by jq (plain paths are cheaper to map
+    than to look up, so only a mapping that runs jq keeps its items)."""
+    return default_mapping_with(tmp_path / "jq-mapping.yaml", ("title: .message", "title: '.message | tostring'"))
+
+
 def _sync(box: Sandbox, cache: Path, tmp_path: Path, mapping: Path | None = None) -> tuple[int, dict[str, Any], str]:
     summary = tmp_path / "summary.json"
     args = [
         "sync",
         "--mapping",
-        str(mapping or REPO / "mapping.yaml"),
+        str(mapping or _jq_mapping(tmp_path)),
         "--blueprints",
         str(REPO / "blueprints"),
         "--initialize-port-resources",
@@ -136,6 +142,15 @@ def test_a_damaged_cache_is_ignored_with_a_warning(box: Sandbox, tmp_path: Path)
     assert _reused(output) == 0
     code, _summary, output = _sync(box, cache, tmp_path)  # the file was rewritten whole
     assert code == 0 and _reused(output) == 150
+
+
+def test_a_plain_path_mapping_keeps_nothing(box: Sandbox, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        code, _, output = _sync(box, cache, tmp_path, REPO / "mapping.yaml")
+        assert code == 0, output
+        assert _reused(output) == 0
+    assert not list(cache.glob("mapped-items-*"))
 
 
 def test_a_damaged_entry_or_an_old_one_is_mapped_again(tmp_path: Path) -> None:

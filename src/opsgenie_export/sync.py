@@ -181,6 +181,12 @@ def _after_fatal(run: _Run, fatal: ExportError) -> None:
             blueprint.deletion = "not run: the run stopped before reconciling"
 
 
+def _runs_jq(compiled: CompiledResource) -> bool:
+    """Whether mapping an item runs jq (anything but plain paths and constants): only then is
+    skipping it worth a digest of the item."""
+    return any(expression.needs_jq for expression in compiled.expressions())
+
+
 def _mapped_items(settings: Settings, source: Source, config: MappingConfig) -> MappedItems | None:
     if settings.cache_dir is None:
         return None
@@ -480,8 +486,10 @@ class _Run:
         return prefetched(stream, self.stop), lambda: stream.truncation_reason if stream.truncated else ""
 
     def map_and_write(self, compiled: CompiledResource, item: dict[str, Any], stats: ResourceStats) -> None:
-        # Only streamed kinds skip mapping: a kind listed whole holds its entities for merging
-        digest = self.mapped.digest(stats.index, item) if self.mapped and stats.kind not in SHARED_KINDS else None
+        # Only streamed kinds whose mapping runs jq skip it: a kind listed whole holds its entities
+        # for merging, and plain-path mappings cost less than the digest
+        reusable = self.mapped is not None and stats.kind not in SHARED_KINDS and _runs_jq(compiled)
+        digest = self.mapped.digest(stats.index, item) if reusable else None  # type: ignore[union-attr]
         if digest is not None and self._unchanged_since_last_run(digest, stats):
             return
         result = compiled.map_item(item)
