@@ -60,9 +60,12 @@ class ResourceStats(_Tally):
     total: int | None = None  # items the listing holds, when known before mapping (progress)
     merged_items: int = 0  # items that shared an identifier with another item of this resource
     merged_entities: int = 0  # the entities those items were merged into
+    merged_rows: int = 0  # itemsToParse rows of one item that shared an identifier (warning)
+    merged_row_entities: int = 0  # the entities those rows were merged into
     errors: list[str] = field(default_factory=list)
     skipped_samples: list[str] = field(default_factory=list)  # "item id (field)"
     merged_samples: list[str] = field(default_factory=list)  # merged identifiers
+    merged_row_samples: list[str] = field(default_factory=list)  # identifiers of merged rows
 
     @property
     def label(self) -> str:
@@ -94,6 +97,13 @@ class ResourceStats(_Tally):
                 f"{_items(self.merged_items)} merged into {self.merged_entities} {entities} (same identifier, "
                 f"enableMergeEntity; later items in listing order win, as in Port): "
                 f"{_shown(self.merged_samples, self.merged_entities)}"
+            )
+        if self.merged_rows:
+            entities = "entity" if self.merged_row_entities == 1 else "entities"
+            found.append(
+                f"{self.merged_rows} itemsToParse rows merged into {self.merged_row_entities} {entities} (same "
+                f"identifier within one item; later rows win, as in Port): "
+                f"{_shown(self.merged_row_samples, self.merged_row_entities)}"
             )
         return found
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -270,6 +271,16 @@ def _merged_within_item(bodies: list[tuple[str, dict[str, Any]]]) -> list[tuple[
     return list(merged.values())
 
 
+def _count_merged_rows(stats: ResourceStats, entities: list[Any]) -> None:
+    """Rows of one item (itemsToParse) that share an identifier: merged, and said (a warning)."""
+    rows = Counter((entity.blueprint, entity.identifier) for entity in entities if isinstance(entity.identifier, str))
+    for (_, identifier), count in rows.items():
+        if count > 1:
+            stats.add("merged_rows", count)
+            stats.add("merged_row_entities")
+            stats.sample("merged_row", identifier)
+
+
 def merge_bodies(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """What Port holds after upserting `earlier` then `later` with merge=true (port-api.md §4.1:
     only the fields supplied are updated): properties and relations key by key, other fields
@@ -509,6 +520,8 @@ class _Run:
             return
         stats.add("entities", len(result.entities))
         bodies = _merged_within_item([(entity.blueprint, entity.to_port()) for entity in result.entities])
+        if len(bodies) < len(result.entities):
+            _count_merged_rows(stats, result.entities)
         carried = [(blueprint, body) for blueprint, body in bodies if not self._absorbed(stats, blueprint, body)]
         if not carried:  # every entity of this item went into an earlier item's
             stats.add("merged")
