@@ -359,10 +359,14 @@ _TABLE_STYLE: dict[str, Any] = {
 
 
 def _fitted(build: Any, outcome: RunOutcome, console: Console) -> Table:
-    """The table with two spaces between columns, or one when that is what makes it fit."""
+    """The table with two spaces between columns, or one when that is what makes it fit; when
+    nothing makes it fit, as wide as it needs (rich would squeeze the names to nothing)."""
     table = build(outcome)
     if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
         table = build(outcome, tight=True)
+        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+        if needed > console.width:  # narrower than the numbers: wider lines, but every name kept
+            table.width = needed
     return table
 
 
