@@ -81,3 +81,16 @@ def test_summary_tables_keep_kind_and_blueprint_names_at_any_width(
     assert any("off (--no-delete)" in line for line in blueprints), result.stderr
     if columns == "80":
         assert all(len(line) <= 80 for line in table[: table.index("Port blueprints")]), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "said"), [("- a\n", "is a list;"), ("just text\n", "is a string;"), ("42\n", "is a number;")]
+)
+def test_a_mapping_that_is_not_an_object_is_named_once(tmp_path: Path, text: str, said: str) -> None:
+    """'the mapping file is a a list' read like a typo in the tool."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(text)
+    result = run_cli(["validate", "--mapping", str(mapping)])
+    assert result.exit_code == 2, result.output
+    assert f"the mapping file {said} expected an object with a 'resources' list" in result.output
+    assert "a a " not in result.output

@@ -133,7 +133,7 @@ def collect_mapping(text: str, source: str) -> tuple[MappingConfig | None, list[
     if problems:
         return None, problems
     if not isinstance(document, Mapping):
-        what = "empty" if document is None else f"a {_type_name(document)}"
+        what = "empty" if document is None else _type_name(document)
         return None, [Problem("", f"the mapping file is {what}; expected an object with a 'resources' list")]
     config = _build_config(document, source, problems)
     return config, problems
