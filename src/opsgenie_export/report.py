@@ -364,10 +364,19 @@ def _fitted(build: Any, outcome: RunOutcome, console: Console) -> Table:
     table = build(outcome)
     if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
         table = build(outcome, tight=True)
-        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
-        if needed > console.width:  # narrower than the numbers: wider lines, but every name kept
-            table.width = needed
+        if _narrowest(table) > console.width:  # narrower than the numbers: wider lines, names kept
+            table.width = console.measure(table, options=console.options.update_width(10_000)).maximum
     return table
+
+
+def _narrowest(table: Table) -> int:
+    """The width below which rich would squeeze a name column (kind, blueprint) to nothing: every
+    number column whole, every wrapping column at least 8 characters, one space between."""
+    total = len(table.columns) - 1
+    for column in table.columns:
+        widest = max(len(str(text)) for text in (column.header, *column._cells))
+        total += widest if column.no_wrap else min(widest, 8)
+    return total
 
 
 def _resource_table(outcome: RunOutcome, tight: bool = False) -> Table:
