@@ -310,6 +310,8 @@ class RateWindow:
         self._lock = threading.Lock()
         self._remaining: int | None = None
         self._reset_at = 0.0  # epoch seconds
+        self._limit: int | None = None  # x-ratelimit-limit, the budget of every window
+        self._period = 0.0  # x-ratelimit-period, seconds
         self._blocked_until = 0.0  # every thread waits for the window's reset once it is spent
         self._reserve = reserve
         self._budget = budget
@@ -320,10 +322,15 @@ class RateWindow:
         try:
             remaining = int(headers["x-ratelimit-remaining"]) - in_flight
             reset = float(headers["x-ratelimit-reset"])
+            limit = int(headers.get("x-ratelimit-limit") or 0)
+            period = float(headers.get("x-ratelimit-period") or 0)
         except (KeyError, ValueError):
             return
         with self._lock:
+            if reset < self._reset_at:
+                return  # a late answer from a window that is already over
             self._remaining, self._reset_at = remaining, reset
+            self._limit, self._period = limit or self._limit, period or self._period
 
     @staticmethod
     def room_for(in_flight: int, response: requests.Response) -> bool:
@@ -343,12 +350,22 @@ class RateWindow:
             if self._blocked_until <= now and self._remaining is not None:
                 if self._remaining <= self._reserve:
                     self._blocked_until = now + max(0.0, min(self._reset_at - now, 300.0)) + 0.05
-                    self._remaining = None  # the next answer tells the new window's budget
+                    self._start_next_window()
                 else:
                     self._remaining -= 1
             delay = self._blocked_until - now
         if delay > 0:
             self._budget.wait(delay, "Port rate limit window (x-ratelimit-reset)")
+
+    def _start_next_window(self) -> None:
+        """After the wait, the next window's budget is its known limit, not unlimited: without
+        it every worker would fire at once when the window opens, before any answer tells the
+        new budget. Unknown limit or period: the next answer tells (as before)."""
+        if self._limit and self._period:
+            self._remaining = self._limit
+            self._reset_at = self._blocked_until + self._period
+        else:
+            self._remaining = None
 
 
 def _flags(**flags: bool) -> dict[str, str]:
