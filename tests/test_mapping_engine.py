@@ -619,3 +619,11 @@ def test_alert_throughput_floor() -> None:
     rate = len(items) / (time.perf_counter() - started)
     assert produced == len(items)
     assert rate > 5000, f"{rate:.0f} alerts/s"
+
+
+@pytest.mark.parametrize("text", ['"a\\u00e9"', "true", "null", "1e3", "1.0", "12345678901234567890", ".a.b", ".and"])
+def test_literals_and_paths_evaluated_without_jq_equal_jq(text: str) -> None:
+    """Plain paths and literals skip jq (compiled lazily); their values must be jq's own."""
+    data = {"a": {"b": [1, "x"]}, "and": 2}
+    expression = compile_expression("f", text)
+    assert json.dumps(expression.evaluate(data)) == json.dumps(jq.compile(text).input_value(data).first())

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import jq
@@ -29,6 +29,28 @@ ENV_GUARD = "def env: {}; {} as $ENV | "
 _QUOTES = re.compile(r"""(^|\s)'(?!\s|")|(?<!\s|")'(\s|$)""")
 _PATH = re.compile(r"\.(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?")
 _LITERAL = re.compile(r'true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|"(?:[^"\\]|\\[^(])*"')
+_JQ_KEYWORDS = frozenset(
+    [
+        "if",
+        "then",
+        "elif",
+        "else",
+        "end",
+        "as",
+        "def",
+        "reduce",
+        "foreach",
+        "try",
+        "catch",
+        "label",
+        "import",
+        "include",
+        "and",
+        "or",
+        "not",
+        "__loc__",
+    ]
+)
 _SEARCH_ONLY = ("identifier", "team")  # fields (besides relations.*) that may be search-query objects
 
 
@@ -61,13 +83,21 @@ _STRING_LITERAL = re.compile(r'"([A-Za-z0-9_@.\-]+)"')
 
 @dataclass(frozen=True)
 class Expression:
-    """One compiled JQ expression. `path` is set for plain paths, `constant` for literals."""
+    """One compiled JQ expression. `path` is set for plain paths, `constant` for literals.
+
+    Plain paths and literals are evaluated without jq, so their program is compiled only when a
+    path meets a non-object (jq's own error then) — a jq compile costs about a millisecond, and
+    a mapping has dozens of such fields."""
 
     field: str
     text: str
-    program: Any
+    compiled: Any = None
     path: tuple[str, ...] | None = None
     constant: tuple[Any] | None = None
+
+    @cached_property
+    def program(self) -> Any:
+        return self.compiled if self.compiled is not None else _compile_guarded(self.text)
 
     @property
     def needs_jq(self) -> bool:
@@ -88,13 +118,20 @@ class Expression:
 def compile_expression(field_name: str, expr: str) -> Expression:
     """Rewrite quotes, guard env, compile; raise ValueError with a one-line jq message."""
     text = rewrite_single_quotes(expr).strip()
-    program = _compile_guarded(text)
     if _PATH.fullmatch(text):
         keys = tuple(text[1:].split(".")) if text != "." else ()
-        return Expression(field_name, text, program, path=keys)
+        if not _JQ_KEYWORDS.intersection(keys):  # `.if` and the like: let jq judge them now
+            return Expression(field_name, text, path=keys)
+        return Expression(field_name, text, _compile_guarded(text), path=keys)
     if _LITERAL.fullmatch(text):
+        if text.startswith('"') or text in ("true", "false", "null"):  # numbers: jq's own rounding
+            try:
+                return Expression(field_name, text, constant=(json.loads(text),))
+            except ValueError:  # an escape JSON lacks: jq decides
+                pass
+        program = _compile_guarded(text)
         return Expression(field_name, text, program, constant=(run_program(program, None),))
-    return Expression(field_name, text, program)
+    return Expression(field_name, text, _compile_guarded(text))
 
 
 def _compile_guarded(text: str) -> Any:
@@ -411,20 +448,23 @@ def resource_expressions(resource: ResourceConfig) -> Iterator[tuple[str, str | 
 def compile_problems(resource: ResourceConfig) -> list[Problem]:
     """Every JQ compile error of a resource (the `validate` command wants them all), and every
     enrichment key its kind does not provide (it would read null over good data)."""
+    return _compile_all(resource)[1]
+
+
+def _compile_all(resource: ResourceConfig) -> tuple[dict[str, Any], list[Problem]]:
+    """Each expression compiled once, with every problem found on the way."""
     problems: list[Problem] = []
+    compiled: dict[str, Any] = {}
     for name, value in resource_expressions(resource):
-        _compile_tree(name, value, lambda f, m: problems.append(_compile_problem(resource, f, m)))
-    return problems + key_problems(resource, resource_expressions(resource))
+        compiled[name] = _compile_tree(name, value, lambda f, m: problems.append(_compile_problem(resource, f, m)))
+    return compiled, problems + key_problems(resource, resource_expressions(resource))
 
 
 def compile_resource(resource: ResourceConfig, source: str) -> CompiledResource:
     """Compile every expression once; ConfigError naming the field on the first compile error."""
-    problems = compile_problems(resource)
+    compiled, problems = _compile_all(resource)
     if problems:
         raise ConfigError(problems[0].for_file(source))
-    compiled: dict[str, Any] = {}
-    for name, value in resource_expressions(resource):
-        compiled[name] = _compile_tree(name, value, _never)
     selector = compiled.pop("selector.query")
     items_to_parse = compiled.pop("itemsToParse", None)
     fields = {name: expr for name, expr in compiled.items() if isinstance(expr, Expression)}
@@ -450,10 +490,6 @@ def compile_mapping(config: MappingConfig) -> list[CompiledResource]:
 
 def _compile_problem(resource: ResourceConfig, field_name: str, message: str) -> Problem:
     return Problem(f"{resource.label} field '{field_name}'", f"JQ does not compile: {message}")
-
-
-def _never(field_name: str, message: str) -> None:
-    raise AssertionError(f"{field_name}: {message}")  # compile_problems() ran first
 
 
 def _compile_tree(name: str, value: Any, report: Callable[[str, str], None]) -> SearchTree | None:
