@@ -16,6 +16,7 @@ others. Every outcome lands in a RunOutcome; the CLI turns it into the exit code
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -294,19 +295,35 @@ def merge_bodies(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, An
     return merged
 
 
-@dataclass
 class _Held:
-    """An entity waiting to be written once, with every later item of its identifier merged in."""
+    """An entity waiting to be written once, with every later item of its identifier merged in.
 
-    resource_index: int
-    blueprint: str
-    body: dict[str, Any]
-    ticket: ItemTicket  # the item that carries the write
-    items: int = 1  # items merged into it
+    Kept as compact JSON: a resource listed whole holds all its entities until it ends (10,000
+    incidents are ~25 MB as dicts, ~5 MB as bytes), and only merges decode them before the write."""
+
+    __slots__ = ("_data", "blueprint", "identifier", "items", "resource_index", "ticket")
+
+    def __init__(
+        self, resource_index: int, blueprint: str, body: dict[str, Any], ticket: ItemTicket, items: int = 1
+    ) -> None:
+        self.resource_index = resource_index
+        self.blueprint = blueprint
+        self.identifier = str(body.get("identifier"))
+        self.ticket = ticket  # the item that carries the write
+        self.items = items  # items merged into it
+        self._data = _compact(body)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return json.loads(self._data)
 
     def absorb(self, body: dict[str, Any]) -> None:
-        self.body = merge_bodies(self.body, body)
+        self._data = _compact(merge_bodies(self.body, body))
         self.items += 1
+
+
+def _compact(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 @dataclass
@@ -639,7 +656,7 @@ class _Run:
             if entry.items > 1:
                 stats.add("merged_items", entry.items)
                 stats.add("merged_entities")
-                stats.sample("merged", str(entry.body.get("identifier")))
+                stats.sample("merged", entry.identifier)
         for entry in held:
             self._write(entry.resource_index, entry.blueprint, entry.body, entry.ticket)
 
@@ -667,7 +684,7 @@ class _Run:
     def abandon_held(self, cause: ExportError) -> None:
         """The run stopped: held entities are not written, and their items count as failed."""
         for entry in [*self.held.values(), *self.repeats.values()]:
-            message = f"{entry.blueprint} {entry.body.get('identifier')}: not written: the run stopped ({cause})"
+            message = f"{entry.blueprint} {entry.identifier}: not written: the run stopped ({cause})"
             self.outcome.blueprint(entry.blueprint).add("entities")
             self.outcome.blueprint(entry.blueprint).add("failed", error=message)
             entry.ticket.settle(message)
